@@ -1,0 +1,418 @@
+"""Distillation pre-training: the training loop, its checkpoints, and the command line.
+
+One small loop (`train_loop`) serves both the teacher's masked-LM adaptation and the student's
+triple-loss distillation. It is written out rather than built on `transformers.Trainer`
+because the step needs a frozen second model, the reference's smoothed dynamic masking and
+exact resumption (the data position and per-step random seeds are part of the checkpoint),
+which Trainer does not offer for a two-model loss.
+
+Multi-device runs use torch's own DDP under `torchrun`:
+
+    torchrun --nproc_per_node 2 -m distil_utils.distill --profile cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import Config, get_config
+from .data import batch_stream, load_corpus, tokenize_corpus
+from .io import write_json, write_result
+from .losses import triple_loss
+from .masking import mask_tokens, masking_weights, token_counts
+
+LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor], torch.Generator], dict]
+
+
+# ----------------------------------------------------------------------------- devices
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size); initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    if torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The seed of one optimizer step on one process: resuming at any step is exact."""
+    return (seed * 1_000_003 + step * 9_176 + rank) % (2**63 - 1)
+
+
+# ------------------------------------------------------------------------- the loop
+def train_loop(model: torch.nn.Module, loss_fn: LossFn, train_seqs: Any, *, cfg: Config,
+               max_steps: int, lr: float, ckpt_path: str | Path, fingerprint: dict[str, Any],
+               pad_id: int, param_groups: list[dict] | None = None, stop_at: int | None = None,
+               on_log: Callable[[dict], None] | None = None, desc: str = "train") -> list[dict]:
+    """Train `model` for `max_steps` optimizer steps, resuming from `ckpt_path` if present.
+
+    AdamW (0.9, 0.98, eps 1e-6), linear warm-up over `cfg.warmup_frac` then linear decay,
+    `cfg.grad_accum` micro-batches per step, grad-norm clipping at `cfg.max_grad_norm`.
+    Every `cfg.checkpoint_every` steps the model, optimizer, scheduler, RNG state, data
+    position and loss history are saved atomically. `stop_at` ends the run early after
+    checkpointing (a scheduled interruption; the schedule still spans `max_steps`).
+    Returns the loss history, one record per optimizer step.
+    """
+    from transformers import get_linear_schedule_with_warmup
+
+    rank, world = dist_info()
+    ckpt_path = Path(ckpt_path)
+    wrapped = model
+    if world > 1:
+        wrapped = torch.nn.parallel.DistributedDataParallel(model)
+    groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6,
+                            weight_decay=cfg.weight_decay)
+    sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_frac * max_steps), max_steps)
+    step, position, history = 0, 0, []
+    fingerprint = {**fingerprint, "max_steps": max_steps, "world": world}
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, fingerprint)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        step, position, history = state["step"], state["position"], state["history"]
+    end = max_steps if stop_at is None else min(stop_at, max_steps)
+    if step >= end:
+        return history
+    model.train()
+    stream = batch_stream(train_seqs, cfg.batch_size, cfg.seed, pad_id, start=position,
+                          rank=rank, world=world)
+    gen = torch.Generator()
+    bar = tqdm(total=end, initial=step, desc=desc, disable=rank != 0)
+    t0 = time.perf_counter()
+    while step < end:
+        torch.manual_seed(step_seed(cfg.seed, step, rank))
+        gen.manual_seed(step_seed(cfg.seed + 1, step, rank))
+        sums: dict[str, float] = {}
+        tokens = 0
+        for micro in range(cfg.grad_accum):
+            _, batch = next(stream)
+            tokens += int(batch["attention_mask"].sum())
+            sync = micro == cfg.grad_accum - 1 or world == 1
+            ctx = wrapped.no_sync() if not sync else _nullcontext()
+            with ctx:
+                out = loss_fn(wrapped, batch, gen)
+                (out["loss"] / cfg.grad_accum).backward()
+            for k, v in out.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) / cfg.grad_accum
+        position += cfg.grad_accum * world
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        record = {"step": step, **sums, "grad_norm": float(grad_norm),
+                  "lr": sched.get_last_lr()[0], "tokens": tokens * world,
+                  "seconds": time.perf_counter() - t0}
+        history.append(record)
+        bar.update(1)
+        bar.set_postfix(loss=f"{sums['loss']:.3f}")
+        if on_log and (step % cfg.log_every == 0 or step == end):
+            on_log(record)
+        if rank == 0 and (step % cfg.checkpoint_every == 0 or step == end):
+            save_checkpoint(ckpt_path, {
+                "fingerprint": fingerprint, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "torch_rng": torch.get_rng_state(), "step": step, "position": position,
+                "history": history,
+            })
+    bar.close()
+    model.eval()
+    return history
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+# ------------------------------------------------------------------------ the losses
+def make_distill_loss(teacher: torch.nn.Module, cfg: Config, weights: torch.Tensor,
+                      mask_id: int, vocab_size: int) -> LossFn:
+    """The paper's step: mask, run the frozen teacher, run the student, triple loss."""
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+
+    def loss_fn(student: torch.nn.Module, batch: dict, gen: torch.Generator) -> dict:
+        dev = next(teacher.parameters()).device
+        ids, am = batch["input_ids"], batch["attention_mask"]
+        masked, labels = mask_tokens(ids, am, weights, mask_id, vocab_size, cfg.mlm_prob, gen)
+        masked, labels, am = masked.to(dev), labels.to(dev), am.to(dev)
+        with torch.inference_mode():
+            t_out = teacher(input_ids=masked, attention_mask=am, output_hidden_states=True)
+        # Inference tensors cannot be saved for backward: the (small) hidden states are
+        # copied out; the logits are only read through an index_select that copies the
+        # rows the loss uses.
+        t_hidden = t_out.hidden_states[-1].clone()
+        s_out = student(input_ids=masked, attention_mask=am, output_hidden_states=True)
+        return triple_loss(s_out.logits, t_out.logits, s_out.hidden_states[-1], t_hidden,
+                           labels, am, temperature=cfg.temperature, alpha_ce=cfg.alpha_ce,
+                           alpha_mlm=cfg.alpha_mlm, alpha_cos=cfg.alpha_cos,
+                           ce_on_masked_only=cfg.ce_on_masked_only)
+
+    return loss_fn
+
+
+def make_mlm_loss(cfg: Config, weights: torch.Tensor, mask_id: int, vocab_size: int) -> LossFn:
+    """Masked-LM loss of a `BertForMaskedLM`, with vocabulary logits only where masked.
+
+    `BertForMaskedLM.forward` projects every position onto the 30,522-word vocabulary; the
+    loss only needs the ~15% masked ones, so the head is applied to those rows alone.
+    """
+
+    def loss_fn(model: torch.nn.Module, batch: dict, gen: torch.Generator) -> dict:
+        core = model.module if hasattr(model, "module") else model
+        dev = next(core.parameters()).device
+        ids, am = batch["input_ids"], batch["attention_mask"]
+        masked, labels = mask_tokens(ids, am, weights, mask_id, vocab_size, cfg.mlm_prob, gen)
+        hidden = core.bert(input_ids=masked.to(dev), attention_mask=am.to(dev)).last_hidden_state
+        sel = labels.to(dev) != -100
+        logits = core.cls(hidden[sel])
+        return {"loss": F.cross_entropy(logits.float(), labels.to(dev)[sel])}
+
+    return loss_fn
+
+
+# ------------------------------------------------------------------------ evaluation
+@torch.inference_mode()
+def evaluate_mlm(model: torch.nn.Module, seqs: Any, tokenizer: Any, *, batch_size: int = 16,
+                 n_batches: int | None = None, seed: int = 0, mlm_prob: float = 0.15) -> dict:
+    """Held-out masked-token loss and top-1 accuracy with a fixed, uniform masking.
+
+    The same seed masks the same positions for every model, so teacher, student and
+    ablations are compared on identical inputs.
+    """
+    model.eval()
+    dev = next(model.parameters()).device
+    weights = masking_weights(None, tokenizer.all_special_ids, len(tokenizer))
+    gen = torch.Generator().manual_seed(seed)
+    loss_sum, correct, total = 0.0, 0, 0
+    for i, (_, batch) in enumerate(batch_stream(seqs, batch_size, seed, tokenizer.pad_token_id)):
+        if (n_batches is not None and i >= n_batches) or i * batch_size >= len(seqs):
+            break
+        masked, labels = mask_tokens(batch["input_ids"], batch["attention_mask"], weights,
+                                     tokenizer.mask_token_id, len(tokenizer), mlm_prob, gen)
+        logits = model(input_ids=masked.to(dev),
+                       attention_mask=batch["attention_mask"].to(dev)).logits
+        sel = labels.to(dev) != -100
+        picked, gold = logits[sel].float(), labels.to(dev)[sel]
+        loss_sum += float(F.cross_entropy(picked, gold, reduction="sum"))
+        correct += int((picked.argmax(-1) == gold).sum())
+        total += int(sel.sum())
+    return {"mlm_loss": loss_sum / max(total, 1), "mlm_acc": 100.0 * correct / max(total, 1),
+            "n_masked": total}
+
+
+# ------------------------------------------------------------------- the pipeline
+def corpus_weights(seqs: Any, tokenizer: Any, smoothing: float | None) -> torch.Tensor:
+    """The reference's masking weights from the corpus token counts (uniform if None)."""
+    counts = None
+    if smoothing is not None:
+        counts = np.zeros(len(tokenizer), dtype=np.int64)
+        for chunk in seqs.iter(batch_size=10_000):
+            counts += token_counts(chunk["input_ids"], len(tokenizer))
+    return masking_weights(counts, tokenizer.all_special_ids, len(tokenizer), smoothing)
+
+
+def prepare_corpus(cfg: Config, tokenizer: Any) -> tuple[Any, Any]:
+    """Tokenised (train, held-out) sequences for the profile's corpus (cached by datasets)."""
+    train_docs, held_docs = load_corpus(cfg)
+    procs = None if len(train_docs) < 20_000 else min(4, os.cpu_count() or 1)
+    train = tokenize_corpus(train_docs, tokenizer, cfg.max_seq_len, cfg.min_seq_len, procs)
+    held = tokenize_corpus(held_docs, tokenizer, cfg.max_seq_len, cfg.min_seq_len)
+    return train, held
+
+
+def prepare_tokenizer(cfg: Config) -> Any:
+    """The profile's tokenizer, checked against the teacher's vocabulary later."""
+    from .hub import load_tokenizer
+
+    if cfg.tokenizer is None and cfg.teacher == "tiny":
+        raise ValueError("teacher='tiny' needs an explicit tokenizer (e.g. 'minilm')")
+    return load_tokenizer(cfg.tokenizer or cfg.teacher)
+
+
+def check_vocab(model: torch.nn.Module, tokenizer: Any, what: str = "teacher") -> None:
+    """A tokenizer whose ids the model cannot embed gives silently wrong numbers: refuse it."""
+    n = model.config.vocab_size
+    if len(tokenizer) != n:
+        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the {what} embeds "
+                         f"{n}: use the {what}'s own tokenizer (tokenizer=None) or a matching one")
+
+
+def prepare_teacher(cfg: Config, tokenizer: Any, train_seqs: Any = None,
+                    held_seqs: Any = None) -> tuple[torch.nn.Module, str, dict]:
+    """The profile's masked-LM teacher, its path, and its adaptation report.
+
+    A teacher without an MLM head (a sentence encoder such as MiniLM) or the smoke profile's
+    tiny random teacher is given a head and trained on the corpus with masked-LM for
+    `cfg.adapt_steps` steps — cached under `results/<profile>/teacher` and resumable.
+    """
+    from .student import load_teacher, save_model, tiny_teacher
+
+    cached = cfg.out / "teacher"
+    if (cached / "config.json").exists():
+        teacher = load_teacher(cached)
+        check_vocab(teacher, tokenizer)
+        report_path = cfg.out / "teacher_adaptation.json"
+        report = {}
+        if report_path.exists():
+            import json
+
+            report = json.loads(report_path.read_text())["metrics"]
+        return teacher, str(cached), report
+    if cfg.teacher == "tiny":
+        teacher = tiny_teacher(len(tokenizer), cfg.tiny_layers, cfg.tiny_hidden, cfg.tiny_heads,
+                               cfg.tiny_intermediate, seed=cfg.seed)
+    else:
+        teacher = load_teacher(cfg.teacher, allow_new_head=cfg.adapt_steps > 0)
+    check_vocab(teacher, tokenizer)
+    if cfg.adapt_steps <= 0:
+        return teacher.eval(), cfg.teacher, {}
+    if train_seqs is None:
+        train_seqs, held_seqs = prepare_corpus(cfg, tokenizer)
+    report = adapt_teacher(teacher, cfg, tokenizer, train_seqs, held_seqs)
+    save_model(teacher, tokenizer, cached)
+    write_result(cfg.out / "teacher_adaptation.json", report, cfg, teacher=cfg.teacher)
+    return teacher.eval(), str(cached), report
+
+
+def adapt_teacher(teacher: torch.nn.Module, cfg: Config, tokenizer: Any, train_seqs: Any,
+                  held_seqs: Any) -> dict:
+    """Train a teacher's MLM head (lr adapt_head_lr) and encoder (adapt_lr) with masked-LM."""
+    before = evaluate_mlm(teacher, held_seqs, tokenizer, n_batches=cfg.eval_batches,
+                          seed=cfg.seed)
+    head = [p for n, p in teacher.named_parameters() if n.startswith("cls.")]
+    head_ids = {id(p) for p in head}
+    body = [p for p in teacher.parameters() if id(p) not in head_ids]
+    weights = corpus_weights(train_seqs, tokenizer, cfg.mlm_smoothing)
+    loss_fn = make_mlm_loss(cfg, weights, tokenizer.mask_token_id, len(tokenizer))
+    history = train_loop(
+        teacher, loss_fn, train_seqs, cfg=cfg, max_steps=cfg.adapt_steps, lr=cfg.adapt_lr,
+        ckpt_path=cfg.out / "checkpoints" / "teacher_adapt.pt",
+        fingerprint=_fingerprint(cfg, "adapt"), pad_id=tokenizer.pad_token_id,
+        param_groups=[{"params": body, "lr": cfg.adapt_lr},
+                      {"params": head, "lr": cfg.adapt_head_lr}], desc="adapt teacher")
+    after = evaluate_mlm(teacher, held_seqs, tokenizer, n_batches=cfg.eval_batches,
+                         seed=cfg.seed)
+    return {"before": before, "after": after, "steps": cfg.adapt_steps,
+            "final_loss": history[-1]["loss"] if history else None}
+
+
+def _fingerprint(cfg: Config, kind: str, **extra: Any) -> dict[str, Any]:
+    keys = ("teacher", "tokenizer", "corpus", "corpus_max_docs", "max_seq_len", "min_seq_len",
+            "batch_size", "grad_accum", "seed", "mlm_prob", "mlm_smoothing")
+    fp = {k: getattr(cfg, k) for k in keys}
+    fp = {k: list(v) if isinstance(v, tuple) else v for k, v in fp.items()}
+    if kind == "distill":
+        for k in ("lr", "warmup_frac", "temperature", "alpha_ce", "alpha_mlm", "alpha_cos",
+                  "ce_on_masked_only", "max_grad_norm", "weight_decay"):
+            fp[k] = getattr(cfg, k)
+    return {"kind": kind, **fp, **extra}
+
+
+def run_distillation(cfg: Config, teacher: torch.nn.Module, tokenizer: Any, train_seqs: Any,
+                     *, name: str = "student", layers: Any = None, init: str = "skip",
+                     stop_at: int | None = None,
+                     on_log: Callable[[dict], None] | None = None) -> tuple[torch.nn.Module, list]:
+    """Distil `teacher` into a layer-skipped (or random) student; save it under `name`.
+
+    The student is saved with `save_pretrained` to `results/<profile>/<name>` and its loss
+    history to `<name>_history.json`; an interrupted run resumes from its checkpoint.
+    """
+    from .student import random_student, save_model, student_from_teacher
+
+    check_vocab(teacher, tokenizer)
+    layers = cfg.student_layers if layers is None else layers
+    student = student_from_teacher(teacher, layers)
+    if init == "random":
+        student = random_student(teacher, student.config.n_layers, seed=cfg.seed)
+    elif init != "skip":
+        raise ValueError(f"init must be 'skip' or 'random', got {init!r}")
+    rank, _ = dist_info()
+    dev = resolve_device(cfg.device)
+    teacher.to(dev)
+    student.to(dev)
+    weights = corpus_weights(train_seqs, tokenizer, cfg.mlm_smoothing)
+    loss_fn = make_distill_loss(teacher, cfg, weights, tokenizer.mask_token_id, len(tokenizer))
+    fp = _fingerprint(cfg, "distill", init=init,
+                      layers=list(student.config.to_dict().get("distil_teacher_layers", [])))
+    history = train_loop(student, loss_fn, train_seqs, cfg=cfg, max_steps=cfg.max_steps,
+                         lr=cfg.lr, ckpt_path=cfg.out / "checkpoints" / f"{name}.pt",
+                         fingerprint=fp, pad_id=tokenizer.pad_token_id, stop_at=stop_at,
+                         on_log=on_log, desc=f"distil {name}")
+    finished = bool(history) and history[-1]["step"] >= cfg.max_steps
+    if rank == 0 and finished:
+        save_model(student, tokenizer, cfg.out / name)
+        write_result(cfg.out / f"{name}_history.json", {"history": history}, cfg,
+                     name=name, init=init, layers=fp["layers"])
+    return student, history
+
+
+# ------------------------------------------------------------------------ command line
+def parse_overrides(pairs: list[list[str]] | None) -> dict[str, Any]:
+    """`-p key value` pairs; values are Python literals when they parse as one."""
+    out: dict[str, Any] = {}
+    for key, value in pairs or []:
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Distil a BERT teacher into a DistilBERT student.")
+    ap.add_argument("--profile", default="smoke")
+    ap.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                    help="override a profile setting, e.g. -p max_steps 200")
+    ap.add_argument("--name", default="student", help="output directory name under results/")
+    ap.add_argument("--init", default="skip", choices=["skip", "random"])
+    ap.add_argument("--stop-at", type=int, default=None, help="stop after this step (resumable)")
+    args = ap.parse_args(argv)
+    cfg = get_config(args.profile, **parse_overrides(args.param))
+    torch.manual_seed(cfg.seed)
+    tokenizer = prepare_tokenizer(cfg)
+    train, held = prepare_corpus(cfg, tokenizer)
+    teacher, teacher_path, _ = prepare_teacher(cfg, tokenizer, train, held)
+    student, history = run_distillation(cfg, teacher, tokenizer, train, name=args.name,
+                                        init=args.init, stop_at=args.stop_at)
+    rank, _ = dist_info()
+    if rank == 0 and history:
+        last = history[-1]
+        print(f"step {last['step']}: loss {last['loss']:.4f} (ce {last['ce']:.4f}, "
+              f"mlm {last['mlm']:.4f}, cos {last['cos']:.4f}) -> {cfg.out / args.name}")
+        write_json(cfg.out / f"{args.name}_run.json", {"teacher": teacher_path,
+                                                      "steps": last["step"]})
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
