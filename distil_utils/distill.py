@@ -242,10 +242,15 @@ def corpus_weights(seqs: Any, tokenizer: Any, smoothing: float | None) -> torch.
 
 def prepare_corpus(cfg: Config, tokenizer: Any) -> tuple[Any, Any]:
     """Tokenised (train, held-out) sequences for the profile's corpus (cached by datasets)."""
+    rank, world = dist_info()
+    if world > 1 and rank != 0:
+        torch.distributed.barrier()  # rank 0 tokenises and fills the cache first
     train_docs, held_docs = load_corpus(cfg)
     procs = None if len(train_docs) < 20_000 else min(4, os.cpu_count() or 1)
     train = tokenize_corpus(train_docs, tokenizer, cfg.max_seq_len, cfg.min_seq_len, procs)
     held = tokenize_corpus(held_docs, tokenizer, cfg.max_seq_len, cfg.min_seq_len)
+    if world > 1 and rank == 0:
+        torch.distributed.barrier()
     return train, held
 
 
@@ -298,8 +303,9 @@ def prepare_teacher(cfg: Config, tokenizer: Any, train_seqs: Any = None,
     if train_seqs is None:
         train_seqs, held_seqs = prepare_corpus(cfg, tokenizer)
     report = adapt_teacher(teacher, cfg, tokenizer, train_seqs, held_seqs)
-    save_model(teacher, tokenizer, cached)
-    write_result(cfg.out / "teacher_adaptation.json", report, cfg, teacher=cfg.teacher)
+    if dist_info()[0] == 0:
+        save_model(teacher, tokenizer, cached)
+        write_result(cfg.out / "teacher_adaptation.json", report, cfg, teacher=cfg.teacher)
     return teacher.eval(), str(cached), report
 
 

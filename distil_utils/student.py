@@ -23,12 +23,17 @@ PAPER_LAYERS_12 = (0, 2, 4, 7, 9, 11)
 
 
 def default_layers(n_teacher_layers: int) -> tuple[int, ...]:
-    """Half the layers, spread evenly, first and last kept; (0, 2, 4, 7, 9, 11) for 12."""
+    """Half the layers, spread evenly, first and last kept; (0, 2, 4, 7, 9, 11) for 12.
+
+    A 2- or 3-layer teacher keeps only its last layer.
+    """
     if n_teacher_layers == 12:
         return PAPER_LAYERS_12
     if n_teacher_layers < 2:
         raise ValueError(f"a teacher with {n_teacher_layers} layer(s) cannot be halved")
-    k = max(2, n_teacher_layers // 2)
+    k = n_teacher_layers // 2
+    if k == 1:  # a 2- or 3-layer teacher: keep the last layer, which feeds the MLM head
+        return (n_teacher_layers - 1,)
     step = (n_teacher_layers - 1) / (k - 1)
     return tuple(round(i * step) for i in range(k))
 
