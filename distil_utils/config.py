@@ -113,7 +113,8 @@ def _default_local_data() -> str | None:
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": dict(
         teacher="tiny", tokenizer="minilm", corpus=("wikitext",),
-        corpus_max_docs=400, heldout_docs=40, max_seq_len=64, min_seq_len=8, adapt_steps=4,
+        corpus_max_docs=400, heldout_docs=40, max_seq_len=64, min_seq_len=8, adapt_steps=40,
+        adapt_lr=2e-3, adapt_head_lr=2e-3,
         batch_size=8, max_steps=12, checkpoint_every=6, log_every=2, eval_batches=2,
         glue_tasks=("sst2", "stsb", "rte"), ft_epochs=1.0, ft_lr=1e-3, ft_batch_size=16,
         ft_max_seq_len=64, ft_max_train=64, ft_max_eval=64, ft_seeds=(42,), imdb_heldout=64,

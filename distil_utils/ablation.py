@@ -1,0 +1,54 @@
+"""The paper's Table 4 at the profile's scale: the same distillation budget, one change each.
+
+Each row is a full `run_distillation` with one setting changed, so an ablation runs exactly the
+code of the main run; the "no distillation" row is the layer-skipped student saved untrained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .config import Config
+from .distill import evaluate_mlm, run_distillation
+
+# row name -> (config changes, initialisation)
+ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
+    "triple loss": ({}, "skip"),
+    "without L_cos": ({"alpha_cos": 0.0}, "skip"),
+    "without L_mlm": ({"alpha_mlm": 0.0}, "skip"),
+    "without L_ce": ({"alpha_ce": 0.0}, "skip"),
+    "triple loss, random init": ({}, "random"),
+    "no distillation (layer-skipped init only)": ({"max_steps": 0}, "skip"),
+}
+
+
+def slug(row: str) -> str:
+    """Directory name of an ablation row's student: `ablation_without_l_cos` etc."""
+    keep = "".join(c if c.isalnum() else "_" for c in row.lower())
+    return "ablation_" + "_".join(p for p in keep.split("_") if p)
+
+
+def run_ablations(cfg: Config, teacher: Any, tokenizer: Any, train_seqs: Any, held_seqs: Any,
+                  rows: list[str] | None = None, student_name: str = "student") -> list[dict]:
+    """Run every ablation row (the "triple loss" row reuses the main student's directory).
+
+    Returns one record per row with its held-out masked-LM loss and accuracy; the students
+    are saved under `results/<profile>/<slug>` for the downstream (SST-2) comparison.
+    """
+    from .student import save_model, student_from_teacher
+
+    out = []
+    for row in rows or list(ABLATIONS):
+        changes, init = ABLATIONS[row]
+        name = student_name if row == "triple loss" else slug(row)
+        if changes.get("max_steps") == 0:
+            student = student_from_teacher(teacher, cfg.student_layers)
+            save_model(student, tokenizer, cfg.out / name)
+        else:
+            student, _ = run_distillation(dataclasses.replace(cfg, **changes), teacher,
+                                          tokenizer, train_seqs, name=name, init=init)
+        mlm = evaluate_mlm(student, held_seqs, tokenizer, n_batches=cfg.eval_batches,
+                           seed=cfg.seed)
+        out.append({"row": row, "name": name, **changes, "init": init, **mlm})
+    return out

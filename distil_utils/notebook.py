@@ -1,0 +1,86 @@
+"""The notebooks' first cell after `parameters`: one config, recorded; quiet logs; plot theme.
+
+Kept here so every notebook starts the same way and the set-up itself is tested.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+from .config import Config, get_config
+from .io import versions, write_json
+
+
+class ResultsDirError(RuntimeError):
+    """A results directory holds another profile's results."""
+
+
+def setup(profile: str, notebook: str, **overrides: Any) -> Config:
+    """Resolve profile + overrides, seed everything, record the config and versions.
+
+    Refuses a results directory written by another profile (or another teacher): mixing
+    them would silently put two runs' numbers in one table.
+    """
+    import numpy as np
+    import torch
+
+    cfg = get_config(profile, **overrides)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for name in ("transformers", "datasets", "evaluate"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+    except ImportError:
+        pass
+    check_results_dir(cfg)
+    write_json(cfg.out / "config" / f"{notebook}.json",
+               {"notebook": notebook, "config": cfg.to_dict(), "versions": versions()})
+    _plot_theme()
+    print(f"profile {cfg.profile!r} · results in {cfg.out} · seed {cfg.seed} · "
+          f"data {'Hub' if not cfg.data_dir else cfg.data_dir}")
+    print(" · ".join(f"{k} {v}" for k, v in versions().items() if k != "platform"))
+    return cfg
+
+
+def check_results_dir(cfg: Config) -> None:
+    """Write or check `results/<profile>/PROFILE.json` (profile name and teacher)."""
+    marker = cfg.out / "PROFILE.json"
+    mine = {"profile": cfg.profile, "teacher": cfg.teacher}
+    if marker.exists():
+        theirs = json.loads(marker.read_text())
+        if theirs != mine:
+            raise ResultsDirError(
+                f"{cfg.out} holds results of {theirs}, not {mine}. Use another RESULTS_DIR, "
+                "or delete that directory to start this profile afresh."
+            )
+    else:
+        write_json(marker, mine)
+
+
+def _plot_theme() -> None:
+    try:
+        import seaborn as sns
+
+        sns.set_theme(context="notebook", style="whitegrid")
+    except ImportError:
+        pass
+
+
+def save_figure(fig: Any, cfg: Config, name: str) -> list[Path]:
+    """Save a matplotlib figure as PNG and SVG under `results/<profile>/figures/`."""
+    out = cfg.out / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.png", out / f"{name}.svg"]
+    for p in paths:
+        fig.savefig(p, bbox_inches="tight", dpi=120 if p.suffix == ".png" else None)
+    return paths
