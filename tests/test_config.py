@@ -1,0 +1,67 @@
+"""Profiles, overrides, validation, results files and the notebooks' set-up cell."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from distil_utils.config import PROFILES, get_config
+from distil_utils.io import read_result, write_result
+from distil_utils.notebook import ResultsDirError, setup
+
+
+def test_profiles_resolve_and_overrides_apply(tmp_path):
+    for name in PROFILES:
+        cfg = get_config(name)
+        assert cfg.profile == name
+    cfg = get_config("smoke", max_steps=7, glue_tasks=["sst2"], results_dir=str(tmp_path))
+    assert cfg.max_steps == 7 and cfg.glue_tasks == ("sst2",)
+    assert cfg.out == tmp_path / "smoke"
+    assert get_config("smoke", seed=None).seed == get_config("smoke").seed
+    assert get_config("paper").teacher == "bert-base-uncased"
+    assert get_config("paper").student_layers is None  # -> (0, 2, 4, 7, 9, 11)
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(temperature=0), "temperature"), (dict(temperature=-1.0), "temperature"),
+    (dict(alpha_mlm=-2.0), "alpha_mlm"), (dict(glue_tasks=("sst3",)), "sst3"),
+    (dict(mlm_prob=1.5), "mlm_prob"), (dict(bogus_key=1), "bogus_key"),
+])
+def test_bad_settings_are_refused_with_the_name(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        get_config("smoke", **kw)
+
+
+def test_unknown_profile():
+    with pytest.raises(ValueError, match="unknown profile"):
+        get_config("huge")
+
+
+def test_results_files_carry_provenance(tmp_path):
+    cfg = get_config("smoke", results_dir=str(tmp_path))
+    path = write_result(cfg.out / "x.json", {"acc": 1.5}, cfg, model="m")
+    data = read_result(path)
+    prov = data["provenance"]
+    assert data["metrics"] == {"acc": 1.5}
+    assert prov["profile"] == "smoke" and prov["seed"] == 42 and prov["model"] == "m"
+    assert prov["versions"]["torch"] and prov["command"]
+    assert not list(path.parent.glob(".*.tmp")), "temporary file left behind"
+    (cfg.out / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json"):
+        read_result(cfg.out / "bad.json")
+    with pytest.raises(FileNotFoundError, match="reproduce"):
+        read_result(cfg.out / "missing.json")
+
+
+def test_setup_records_config_and_refuses_another_profiles_results(tmp_path):
+    cfg = setup("smoke", "01_x", results_dir=str(tmp_path), max_steps=3)
+    rec = json.loads((cfg.out / "config" / "01_x.json").read_text())
+    assert rec["config"]["max_steps"] == 3 and "torch" in rec["versions"]
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "PROFILE.json").write_text(json.dumps({"profile": "smoke",
+                                                               "teacher": "tiny"}))
+    with pytest.raises(ResultsDirError, match="holds results of"):
+        setup("cpu", "01_x", results_dir=str(tmp_path))
+    with pytest.raises(ResultsDirError, match="teacher"):
+        setup("smoke", "01_x", results_dir=str(tmp_path), teacher="bert-base-uncased")
