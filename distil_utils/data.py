@@ -64,8 +64,8 @@ def load_corpus(cfg: Config) -> tuple[Any, Any]:
     if n_keep <= cfg.heldout_docs:
         raise ValueError(f"the corpus {cfg.corpus} has {n_keep} documents, not more than the "
                          f"{cfg.heldout_docs} held out: nothing is left to train on")
-    ds = ds.select(range(n_keep))
-    return ds.select(range(n_keep - cfg.heldout_docs)), ds.select(range(n_keep - cfg.heldout_docs, n_keep))
+    cut = n_keep - cfg.heldout_docs
+    return ds.select(range(cut)), ds.select(list(range(cut, n_keep)))
 
 
 def tokenize_corpus(docs: Any, tokenizer: Any, max_seq_len: int, min_seq_len: int,
