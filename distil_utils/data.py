@@ -45,7 +45,9 @@ def _load_source(name: str, data_dir: str | None) -> Any:
                                   "data_dir, or a path to your own .txt/.jsonl files.") from err
     path = Path(name)
     if path.exists():
-        files = sorted(path.glob("*.txt")) + sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+        files = [path]
+        if path.is_dir():
+            files = sorted(path.glob("*.txt")) + sorted(path.glob("*.jsonl"))
         if not files:
             raise FileNotFoundError(f"corpus directory {path} holds no .txt or .jsonl files")
         kind = "text" if files[0].suffix == ".txt" else "json"

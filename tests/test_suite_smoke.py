@@ -1,0 +1,73 @@
+"""The whole `smoke` profile through the runner, as a user would run it — twice, to check that
+the same seed gives the same numbers (timings aside)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from distil_utils.reproduce import find_notebooks, run_suite
+
+TIMING_KEYS = {"seconds", "created", "command", "tokens_per_second", "executed"}
+TIMING_PARTS = ("time", "latency", "throughput", "per_s", "speed", "_ms", "seconds", "ratio")
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory, data_dir):
+    runs = []
+    for name in ("first", "second"):
+        out = tmp_path_factory.mktemp(name)
+        log = run_suite("smoke", results_dir=str(out), quiet=True)
+        runs.append((out / "smoke", log))
+    return runs
+
+
+def test_every_notebook_runs_and_writes_its_results(smoke_runs):
+    out, log = smoke_runs[0]
+    names = [p.name for p in find_notebooks()]
+    assert [r["notebook"] for r in log] == names
+    assert all(r["status"] == "ok" for r in log)
+    for name in names:
+        executed = out / "notebooks" / name
+        assert executed.exists()
+        assert '"output_type": "error"' not in executed.read_text()
+    assert (out / "figures" / "01_layer_cka.png").exists()
+    assert (out / "figures" / "03_losses.svg").exists()
+    assert (out / "student" / "config.json").exists()
+    prov = json.loads((out / "03_distill.json").read_text())["provenance"]
+    assert prov["profile"] == "smoke" and prov["versions"]["transformers"]
+
+
+def _strip(obj, key=""):
+    if isinstance(obj, dict):
+        return {k: _strip(v, k) for k, v in obj.items()
+                if k not in TIMING_KEYS and not any(p in k.lower() for p in TIMING_PARTS)
+                and k != "provenance"}
+    if isinstance(obj, list):
+        return [_strip(v, key) for v in obj]
+    return obj
+
+
+def test_same_seed_gives_identical_metrics_files(smoke_runs):
+    (a, _), (b, _) = smoke_runs
+    files = sorted(p.relative_to(a) for p in a.glob("*.json")
+                   if p.name not in {"reproduce_log.json"})
+    assert files, "no metrics files written"
+    for rel in files:
+        ja, jb = json.loads((a / rel).read_text()), json.loads((b / rel).read_text())
+        assert _strip(ja) == _strip(jb), f"{rel} differs between two runs of the same seed"
+
+
+def test_notebooks_are_linted_with_ruff():
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("ruff") is None:
+        pytest.skip("ruff is not installed (pip install -e .[dev])")
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "distil_utils", "notebooks",
+                           "tests"], cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:]

@@ -1,0 +1,38 @@
+"""The summary tables: our rows, retention and the paper's rows, from results files."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from distil_utils.config import get_config
+from distil_utils.io import write_result
+from distil_utils.summary import collect, summary_tables, with_retention
+
+
+def test_retention_is_student_over_teacher():
+    df = with_retention({"teacher": {"sst2": 90.0, "cola": 50.0},
+                         "student": {"sst2": 81.0, "cola": None}}, ["sst2", "cola"])
+    ret = df[df.model.str.startswith("retention")].iloc[0]
+    assert ret.sst2 == pytest.approx(90.0) and pd.isna(ret.cola)
+
+
+def test_summary_reads_results_files_and_adds_the_papers_rows(tmp_path):
+    cfg = get_config("smoke", results_dir=str(tmp_path))
+    write_result(cfg.out / "04_glue.json", {
+        "models": {"teacher": {"sst2": 80.0, "score": 80.0},
+                   "student": {"sst2": 76.0, "score": 76.0}},
+        "ablation_sst2": {"triple loss": 76.0, "without L_ce": 70.0}}, cfg)
+    write_result(cfg.out / "03_distill.json", {
+        "held_out_mlm": [{"model": "teacher", "mlm_acc": 20.0}],
+        "ablation": [{"row": "triple loss", "mlm_acc": 10.0, "mlm_loss": 5.0},
+                     {"row": "without L_ce", "mlm_acc": 8.0, "mlm_loss": 6.0}]}, cfg)
+    tables = summary_tables(collect(cfg.out))
+    glue = tables["glue"]
+    assert list(glue.model[:3]) == ["teacher", "student", "retention % (student / teacher)"]
+    assert glue.loc[2, "sst2"] == pytest.approx(95.0)
+    assert "BERT-base (paper)" in set(glue.model) and "cola" not in glue.columns
+    abl = tables["ablation"].set_index("row")
+    assert abl.loc["without L_ce", "Δ SST-2 vs triple loss"] == pytest.approx(-6.0)
+    assert abl.loc["without L_ce", "Δ GLUE macro (paper)"] == pytest.approx(-2.96)
+    assert tables["speed"].empty and tables["downstream"].empty
