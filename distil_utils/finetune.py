@@ -58,7 +58,7 @@ def _args(cfg: Config, seed: int, out: str, epochs: float, **kw: Any) -> Trainin
         warmup_steps=0.1, weight_decay=0.01, seed=seed, data_seed=seed, save_strategy="no",
         eval_strategy="no", logging_strategy="no", report_to=[],
         disable_tqdm=os.environ.get("TQDM_DISABLE") == "1", use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0, **kw)
+        dataloader_num_workers=0, log_level="error", **kw)
 
 
 def _tokenizer(model_path: str, tokenizer: Any) -> Any:

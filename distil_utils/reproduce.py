@@ -112,6 +112,9 @@ def run_suite(profile: str, only: list[str] | None = None, params: dict[str, Any
     log_path = cfg.out / "reproduce_log.json"
     log: list[dict[str, Any]] = []
     previous = _previous_log(log_path) if skip_done else {}
+    # the kernels import this checkout's package, whatever else is installed
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     os.environ.setdefault("DISTIL_COMMAND", shlex.join(["python", "-m", "distil_utils.reproduce",
                                                         *sys.argv[1:]]))
     out_dir.mkdir(parents=True, exist_ok=True)
