@@ -40,13 +40,16 @@ def test_every_notebook_runs_and_writes_its_results(smoke_runs):
     assert prov["profile"] == "smoke" and prov["versions"]["transformers"]
 
 
-def _strip(obj, key=""):
+def _strip(obj, base: str):
+    """Drop timings and provenance; write the run's own directory as <out>."""
     if isinstance(obj, dict):
-        return {k: _strip(v, k) for k, v in obj.items()
+        return {k: _strip(v, base) for k, v in obj.items()
                 if k not in TIMING_KEYS and not any(p in k.lower() for p in TIMING_PARTS)
                 and k != "provenance"}
     if isinstance(obj, list):
-        return [_strip(v, key) for v in obj]
+        return [_strip(v, base) for v in obj]
+    if isinstance(obj, str):
+        return obj.replace(base, "<out>")
     return obj
 
 
@@ -57,7 +60,8 @@ def test_same_seed_gives_identical_metrics_files(smoke_runs):
     assert files, "no metrics files written"
     for rel in files:
         ja, jb = json.loads((a / rel).read_text()), json.loads((b / rel).read_text())
-        assert _strip(ja) == _strip(jb), f"{rel} differs between two runs of the same seed"
+        assert _strip(ja, str(a)) == _strip(jb, str(b)), \
+            f"{rel} differs between two runs of the same seed"
 
 
 def test_notebooks_are_linted_with_ruff():
