@@ -65,6 +65,20 @@ class Config:
     checkpoint_every: int = 100
     log_every: int = 10
     eval_batches: int = 20
+    # --- distillation speed: none changes what a step computes (python -m
+    # distil_utils.bench_distill measures each one on and off) ---------------------------
+    # Vocabulary logits of student and teacher computed chunk by chunk inside the loss, only
+    # for the rows it uses (real or masked tokens), never as (tokens x vocab) tensors; the
+    # result equals the plain forward + triple_loss to float rounding. Falls back to the
+    # plain path for other model classes and under DDP.
+    distill_fused_head: bool = True
+    distill_chunk_rows: int = 256  # rows per chunk of the fused head (memory vs. speed)
+    # Mixed precision of the forward passes: "bf16" (CPU, or GPU) or "fp16" (GPU only);
+    # None = float32. It changes the losses slightly, hence off by default.
+    distill_autocast: str | None = None
+    distill_compile: bool = False  # torch.compile the two encoders; CUDA only, ignored on CPU
+    num_threads: int | None = None  # torch.set_num_threads for distillation; None = torch's
+    attn_implementation: str | None = None  # "sdpa" or "eager"; None = the model's (sdpa)
     # --- fine-tuning ----------------------------------------------------------------------
     glue_tasks: tuple[str, ...] = GLUE_TASKS
     ft_epochs: float = 3.0
@@ -194,3 +208,8 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"unknown GLUE task(s) {bad}; GLUE tasks are {list(GLUE_TASKS)}")
     if cfg.batch_size < 1 or cfg.grad_accum < 1:
         raise ValueError("batch_size and grad_accum must be >= 1")
+    if cfg.distill_autocast not in (None, "bf16", "fp16"):
+        raise ValueError(f"distill_autocast must be None, 'bf16' or 'fp16' "
+                         f"(got {cfg.distill_autocast!r})")
+    if cfg.distill_chunk_rows < 1:
+        raise ValueError(f"distill_chunk_rows must be >= 1 (got {cfg.distill_chunk_rows})")

@@ -30,7 +30,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, get_config
 from .data import batch_stream, load_corpus, tokenize_corpus
 from .io import write_json, write_result
-from .losses import triple_loss
+from .losses import cosine_loss, triple_loss
 from .masking import mask_tokens, masking_weights, token_counts
 
 LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor], torch.Generator], dict]
@@ -63,7 +63,8 @@ def step_seed(seed: int, step: int, rank: int) -> int:
 def train_loop(model: torch.nn.Module, loss_fn: LossFn, train_seqs: Any, *, cfg: Config,
                max_steps: int, lr: float, ckpt_path: str | Path, fingerprint: dict[str, Any],
                pad_id: int, param_groups: list[dict] | None = None, stop_at: int | None = None,
-               on_log: Callable[[dict], None] | None = None, desc: str = "train") -> list[dict]:
+               on_log: Callable[[dict], None] | None = None, desc: str = "train",
+               fp16_scaling: bool = False) -> list[dict]:
     """Train `model` for `max_steps` optimizer steps, resuming from `ckpt_path` if present.
 
     AdamW (0.9, 0.98, eps 1e-6), linear warm-up over `cfg.warmup_frac` then linear decay,
@@ -71,6 +72,7 @@ def train_loop(model: torch.nn.Module, loss_fn: LossFn, train_seqs: Any, *, cfg:
     Every `cfg.checkpoint_every` steps the model, optimizer, scheduler, RNG state, data
     position and loss history are saved atomically. `stop_at` ends the run early after
     checkpointing (a scheduled interruption; the schedule still spans `max_steps`).
+    `fp16_scaling` scales the loss for float16 autocast (`torch.amp.GradScaler`).
     Returns the loss history, one record per optimizer step.
     """
     from transformers import get_linear_schedule_with_warmup
@@ -84,6 +86,8 @@ def train_loop(model: torch.nn.Module, loss_fn: LossFn, train_seqs: Any, *, cfg:
     opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6,
                             weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_frac * max_steps), max_steps)
+    dev_type = next(model.parameters()).device.type
+    scaler = torch.amp.GradScaler(dev_type, enabled=fp16_scaling)
     step, position, history = 0, 0, []
     fingerprint = {**fingerprint, "max_steps": max_steps, "world": world}
     if ckpt_path.exists():
@@ -91,6 +95,8 @@ def train_loop(model: torch.nn.Module, loss_fn: LossFn, train_seqs: Any, *, cfg:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
         step, position, history = state["step"], state["position"], state["history"]
     end = max_steps if stop_at is None else min(stop_at, max_steps)
@@ -114,12 +120,14 @@ def train_loop(model: torch.nn.Module, loss_fn: LossFn, train_seqs: Any, *, cfg:
             ctx = wrapped.no_sync() if not sync else _nullcontext()
             with ctx:
                 out = loss_fn(wrapped, batch, gen)
-                (out["loss"] / cfg.grad_accum).backward()
+                scaler.scale(out["loss"] / cfg.grad_accum).backward()
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) / cfg.grad_accum
         position += cfg.grad_accum * world
+        scaler.unscale_(opt)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         sched.step()
         opt.zero_grad(set_to_none=True)
         step += 1
@@ -135,8 +143,8 @@ def train_loop(model: torch.nn.Module, loss_fn: LossFn, train_seqs: Any, *, cfg:
             save_checkpoint(ckpt_path, {
                 "fingerprint": fingerprint, "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "torch_rng": torch.get_rng_state(), "step": step, "position": position,
-                "history": history,
+                "scaler": scaler.state_dict(), "torch_rng": torch.get_rng_state(),
+                "step": step, "position": position, "history": history,
             })
     bar.close()
     model.eval()
@@ -152,29 +160,176 @@ class _nullcontext:
 
 
 # ------------------------------------------------------------------------ the losses
+def apply_speed_settings(cfg: Config, *models: torch.nn.Module) -> None:
+    """`cfg.num_threads` and `cfg.attn_implementation` (None leaves torch's / the model's)."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    if cfg.attn_implementation:
+        for m in models:
+            getattr(m, "module", m).set_attn_implementation(cfg.attn_implementation)
+
+
+def _autocast(cfg: Config, device: torch.device) -> Any:
+    if cfg.distill_autocast is None:
+        return _nullcontext()
+    dtype = torch.bfloat16 if cfg.distill_autocast == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+class _FusedHeadLoss(torch.autograd.Function):
+    """alpha_ce·L_ce + alpha_mlm·L_mlm straight from the two MLM heads' inputs.
+
+    Same numbers as `losses.distillation_ce` and `losses.mlm_ce` on the full logits, but the
+    (rows × vocab) logits only ever exist `chunk` rows at a time: each chunk's student and
+    teacher logits, both terms and their gradient are computed together, and the gradient
+    is pushed through the student's decoder at once (backward only scales it). Returns
+    (weighted sum, L_ce, L_mlm); the two terms are for logging (not differentiable).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, zs: torch.Tensor, ws: torch.Tensor, bs: torch.Tensor,
+                zt: torch.Tensor, wt: torch.Tensor, bt: torch.Tensor, ce_rows: torch.Tensor,
+                labels: torch.Tensor, temperature: float, alpha_ce: float, alpha_mlm: float,
+                chunk: int, mm_dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        n_ce, n_mlm = int(ce_rows.sum()), int((labels != -100).sum())
+        c_ce = alpha_ce * temperature / max(n_ce, 1)  # d(alpha T² mean KL)/ds = c (p_s - p_t)
+        c_mlm = alpha_mlm / max(n_mlm, 1)
+        need = ctx.needs_input_grad
+        gzs = torch.zeros_like(zs) if need[0] else None
+        gws = torch.zeros_like(ws, dtype=torch.float32) if need[1] else None
+        gbs = torch.zeros(ws.size(0), dtype=torch.float32, device=ws.device) if need[2] else None
+        ce_sum = torch.zeros((), dtype=torch.float32, device=zs.device)
+        mlm_sum = torch.zeros((), dtype=torch.float32, device=zs.device)
+        ws_mm, wt_mm = ws.to(mm_dtype), wt.to(mm_dtype)
+        bs_mm, bt_mm = bs.to(mm_dtype), bt.to(mm_dtype)
+        for start in range(0, zs.size(0), chunk):
+            rows = slice(start, start + chunk)
+            zs_c = zs[rows].to(mm_dtype)
+            s = torch.addmm(bs_mm, zs_c, ws_mm.t()).float()
+            ce_c = ce_rows[rows]
+            grad = None
+            if bool(ce_c.any()):
+                t = torch.addmm(bt_mm, zt[rows].to(mm_dtype), wt_mm.t()).float()
+                log_s = torch.log_softmax(s / temperature, -1)
+                log_t = torch.log_softmax(t / temperature, -1)
+                del t
+                kl = F.kl_div(log_s, log_t, reduction="none", log_target=True).sum(-1)
+                ce_sum += kl[ce_c].sum()
+                grad = log_s.exp_().sub_(log_t.exp_()).mul_(ce_c.unsqueeze(1) * c_ce)
+                del log_s, log_t
+            lab = labels[rows]
+            sel = lab != -100
+            if bool(sel.any()):
+                log_p = torch.log_softmax(s[sel], -1)
+                gold = lab[sel].unsqueeze(1)
+                mlm_sum -= log_p.gather(1, gold).sum()
+                g_mlm = log_p.exp_().scatter_add_(1, gold, torch.full_like(gold, -1,
+                                                                           dtype=log_p.dtype))
+                grad = torch.zeros_like(s) if grad is None else grad
+                grad[sel] += g_mlm * c_mlm
+            del s
+            if grad is None:
+                continue
+            if gzs is not None:
+                gzs[rows] = (grad.to(mm_dtype) @ ws_mm).to(gzs.dtype)
+            if gws is not None:
+                gws += (grad.t().to(mm_dtype) @ zs_c).float()
+            if gbs is not None:
+                gbs += grad.sum(0)
+        ce = ce_sum * temperature**2 / max(n_ce, 1)
+        mlm = mlm_sum / max(n_mlm, 1)
+        ctx.grads = (gzs, gws, gbs)
+        ctx.dtypes = (zs.dtype, ws.dtype, bs.dtype)
+        ctx.mark_non_differentiable(ce, mlm)
+        return alpha_ce * ce + alpha_mlm * mlm, ce, mlm
+
+    @staticmethod
+    def backward(ctx: Any, g_loss: torch.Tensor, *_: Any) -> tuple[Any, ...]:
+        grads, ctx.grads = ctx.grads, None
+        out = [None if g is None else (g * g_loss).to(dt)
+               for g, dt in zip(grads, ctx.dtypes, strict=True)]
+        return (*out, None, None, None, None, None, None, None, None, None, None)
+
+
+def _fused_parts_ok(teacher: torch.nn.Module, student: torch.nn.Module) -> bool:
+    """The fused head needs the suite's own classes (and no DDP wrapper around the student)."""
+    from transformers import BertForMaskedLM, DistilBertForMaskedLM
+
+    return isinstance(teacher, BertForMaskedLM) and isinstance(student, DistilBertForMaskedLM)
+
+
+def fused_triple_loss(teacher: Any, student: Any, masked: torch.Tensor, am: torch.Tensor,
+                      labels: torch.Tensor, cfg: Config) -> dict[str, torch.Tensor]:
+    """`triple_loss` of a BERT teacher and a DistilBERT student without full-vocab logits.
+
+    The encoders run as in the models' own forward; the MLM heads are applied to the rows
+    the loss uses only (the real tokens, or the masked ones with `ce_on_masked_only`), and
+    their vocabulary logits go straight into `_FusedHeadLoss`.
+    """
+    with torch.inference_mode():
+        t_hidden = teacher.bert(input_ids=masked, attention_mask=am).last_hidden_state
+    t_hidden = t_hidden.clone()
+    s_hidden = student.distilbert(input_ids=masked, attention_mask=am).last_hidden_state
+    dec = teacher.cls.predictions.decoder
+    if dec.weight.size(0) != student.vocab_projector.weight.size(0):
+        raise ValueError(f"student vocabulary {student.vocab_projector.weight.size(0)} and "
+                         f"teacher vocabulary {dec.weight.size(0)} differ: do the two models "
+                         "share a vocabulary?")
+    is_masked = labels != -100
+    select = is_masked if cfg.ce_on_masked_only else am.bool()
+    rows = (select | is_masked).reshape(-1).nonzero(as_tuple=True)[0]
+    dim = s_hidden.size(-1)
+    zs = student.vocab_transform(s_hidden.reshape(-1, dim).index_select(0, rows))
+    zs = student.vocab_layer_norm(student.activation(zs))
+    with torch.no_grad():
+        zt = teacher.cls.predictions.transform(t_hidden.reshape(-1, dim).index_select(0, rows))
+    bt = dec.bias if dec.bias is not None else dec.weight.new_zeros(dec.weight.size(0))
+    mm_dtype = torch.get_autocast_dtype(zs.device.type) if torch.is_autocast_enabled(
+        zs.device.type) else zs.dtype
+    with torch.autocast(zs.device.type, enabled=False):
+        head, ce, mlm = _FusedHeadLoss.apply(
+            zs, student.vocab_projector.weight, student.vocab_projector.bias, zt, dec.weight,
+            bt, select.reshape(-1)[rows], labels.reshape(-1)[rows], cfg.temperature,
+            cfg.alpha_ce, cfg.alpha_mlm, cfg.distill_chunk_rows, mm_dtype)
+    cos = cosine_loss(s_hidden, t_hidden, am)
+    return {"loss": head + cfg.alpha_cos * cos, "ce": ce, "mlm": mlm, "cos": cos}
+
+
 def make_distill_loss(teacher: torch.nn.Module, cfg: Config, weights: torch.Tensor,
                       mask_id: int, vocab_size: int) -> LossFn:
-    """The paper's step: mask, run the frozen teacher, run the student, triple loss."""
+    """The paper's step: mask, run the frozen teacher, run the student, triple loss.
+
+    The speed settings of `cfg` (`distill_fused_head`, `distill_autocast`,
+    `distill_compile`) change how, not what, the step computes.
+    """
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
+    compiled: set[int] = set()
 
     def loss_fn(student: torch.nn.Module, batch: dict, gen: torch.Generator) -> dict:
         dev = next(teacher.parameters()).device
+        if cfg.distill_compile and dev.type == "cuda" and id(student) not in compiled:
+            for m in (teacher, getattr(student, "module", student)):
+                getattr(m, "bert", getattr(m, "distilbert", m)).compile()
+            compiled.add(id(student))
         ids, am = batch["input_ids"], batch["attention_mask"]
         masked, labels = mask_tokens(ids, am, weights, mask_id, vocab_size, cfg.mlm_prob, gen)
         masked, labels, am = masked.to(dev), labels.to(dev), am.to(dev)
-        with torch.inference_mode():
-            t_out = teacher(input_ids=masked, attention_mask=am, output_hidden_states=True)
-        # Inference tensors cannot be saved for backward: the (small) hidden states are
-        # copied out; the logits are only read through an index_select that copies the
-        # rows the loss uses.
-        t_hidden = t_out.hidden_states[-1].clone()
-        s_out = student(input_ids=masked, attention_mask=am, output_hidden_states=True)
-        return triple_loss(s_out.logits, t_out.logits, s_out.hidden_states[-1], t_hidden,
-                           labels, am, temperature=cfg.temperature, alpha_ce=cfg.alpha_ce,
-                           alpha_mlm=cfg.alpha_mlm, alpha_cos=cfg.alpha_cos,
-                           ce_on_masked_only=cfg.ce_on_masked_only)
+        with _autocast(cfg, dev):
+            if cfg.distill_fused_head and _fused_parts_ok(teacher, student):
+                return fused_triple_loss(teacher, student, masked, am, labels, cfg)
+            with torch.inference_mode():
+                t_out = teacher(input_ids=masked, attention_mask=am, output_hidden_states=True)
+            # Inference tensors cannot be saved for backward: the (small) hidden states are
+            # copied out; the logits are only read through an index_select that copies the
+            # rows the loss uses.
+            t_hidden = t_out.hidden_states[-1].clone()
+            s_out = student(input_ids=masked, attention_mask=am, output_hidden_states=True)
+            return triple_loss(s_out.logits, t_out.logits, s_out.hidden_states[-1], t_hidden,
+                               labels, am, temperature=cfg.temperature, alpha_ce=cfg.alpha_ce,
+                               alpha_mlm=cfg.alpha_mlm, alpha_cos=cfg.alpha_cos,
+                               ce_on_masked_only=cfg.ce_on_masked_only)
 
     return loss_fn
 
@@ -365,6 +520,7 @@ def run_distillation(cfg: Config, teacher: torch.nn.Module, tokenizer: Any, trai
     dev = resolve_device(cfg.device)
     teacher.to(dev)
     student.to(dev)
+    apply_speed_settings(cfg, teacher, student)
     weights = corpus_weights(train_seqs, tokenizer, cfg.mlm_smoothing)
     loss_fn = make_distill_loss(teacher, cfg, weights, tokenizer.mask_token_id, len(tokenizer))
     fp = _fingerprint(cfg, "distill", init=init,
@@ -372,7 +528,8 @@ def run_distillation(cfg: Config, teacher: torch.nn.Module, tokenizer: Any, trai
     history = train_loop(student, loss_fn, train_seqs, cfg=cfg, max_steps=cfg.max_steps,
                          lr=cfg.lr, ckpt_path=cfg.out / "checkpoints" / f"{name}.pt",
                          fingerprint=fp, pad_id=tokenizer.pad_token_id, stop_at=stop_at,
-                         on_log=on_log, desc=f"distil {name}")
+                         on_log=on_log, desc=f"distil {name}",
+                         fp16_scaling=cfg.distill_autocast == "fp16")
     finished = bool(history) and history[-1]["step"] >= cfg.max_steps
     if rank == 0 and finished:
         save_model(student, tokenizer, cfg.out / name)

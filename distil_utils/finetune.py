@@ -3,6 +3,11 @@
 Any checkpoint the suite produces or loads works: a BERT or DistilBERT masked-LM checkpoint gets
 a fresh task head (`AutoModelFor...`), a fine-tuned one keeps its own. The same functions run
 on the Hub's data sets or on a local copy in the Hub's schema.
+
+Randomness: the `seed` argument seeds what the paper varies between its 5 runs (head
+initialisation, dropout, batch order). Which examples a capped run uses (`ft_max_train`,
+`ft_max_eval`, the IMDb hold-out, the SQuAD article split) depends on `cfg.seed` only, so
+every seed, teacher and student are trained and scored on the same examples.
 """
 
 from __future__ import annotations
@@ -14,249 +19,302 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
 from transformers import (
+    AutoConfig,
     AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
     DataCollatorWithPadding,
     Trainer,
     TrainingArguments,
+    set_seed,
 )
 
 from .config import GLUE_TASKS, Config
-from .hub import load_split, load_tokenizer, resolve_model
+from .hub import load_split, load_tokenizer, local_files, resolve_model
 from .io import write_result
-from .metrics import glue_macro_score, glue_metrics, squad_metrics
-from .squad import article_split, postprocess, prepare_eval_features, prepare_train_features
+from .metrics import glue_macro_score, glue_metrics, squad_metrics, task_score
+from .paper import GLUE_COLUMNS, TABLE1_GLUE, TABLE2_DOWNSTREAM
+from .squad import article_split, eval_features, postprocess, train_features
 
+# Text columns of each task in the Hub's GLUE schema (second is None for single sentences).
 TEXT_KEYS: dict[str, tuple[str, str | None]] = {
     "cola": ("sentence", None), "sst2": ("sentence", None), "mrpc": ("sentence1", "sentence2"),
     "qqp": ("question1", "question2"), "stsb": ("sentence1", "sentence2"),
     "mnli": ("premise", "hypothesis"), "qnli": ("question", "sentence"),
     "rte": ("sentence1", "sentence2"), "wnli": ("sentence1", "sentence2"),
 }
-EVAL_SPLITS = {"mnli": ("validation_matched", "validation_mismatched")}
+EVAL_SPLITS: dict[str, tuple[str, ...]] = {
+    "mnli": ("validation_matched", "validation_mismatched")}
+SQUAD_HELDOUT_FRAC = 0.3  # offline: share of SQuAD dev articles kept for evaluation
+EVAL_BATCH_SIZE = 64
 
 
 def num_labels(task: str) -> int:
+    """Output units of the task head: 1 for STS-B (regression), 3 for MNLI, else 2."""
     return {"stsb": 1, "mnli": 3}.get(task, 2)
 
 
 def _check_task(task: str) -> None:
     if task not in GLUE_TASKS:
-        raise ValueError(f"unknown GLUE task {task!r}; GLUE tasks are {list(GLUE_TASKS)}")
+        raise ValueError(f"unknown GLUE task {task!r}; GLUE tasks are {list(GLUE_TASKS)} "
+                         "(Hub names: 'sst2', not 'SST-2')")
 
 
 def _subset(ds: Any, n: int | None, seed: int) -> Any:
+    """A seeded random `n` rows (all when `n` is None): capped runs stay representative."""
     return ds.shuffle(seed=seed).select(range(n)) if n is not None and len(ds) > n else ds
-
-
-def _args(cfg: Config, seed: int, out: str, epochs: float, **kw: Any) -> TrainingArguments:
-    return TrainingArguments(
-        output_dir=out, num_train_epochs=epochs, learning_rate=cfg.ft_lr,
-        per_device_train_batch_size=cfg.ft_batch_size, per_device_eval_batch_size=64,
-        warmup_steps=0.1, weight_decay=0.01, seed=seed, data_seed=seed, save_strategy="no",
-        eval_strategy="no", logging_strategy="no", report_to=[],
-        disable_tqdm=os.environ.get("TQDM_DISABLE") == "1", use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0, log_level="error", **kw)
 
 
 def _tokenizer(model_path: str, tokenizer: Any) -> Any:
     return tokenizer if tokenizer is not None else load_tokenizer(model_path)
 
 
+def _training_args(cfg: Config, seed: int, out: str, epochs: float,
+                   **kw: Any) -> TrainingArguments:
+    """BERT's fine-tuning recipe (AdamW, 10% linear warm-up, weight decay 0.01) with the
+    profile's lr / batch size; nothing saved or logged (the suite writes its own results)."""
+    return TrainingArguments(
+        output_dir=out, num_train_epochs=epochs, learning_rate=cfg.ft_lr,
+        per_device_train_batch_size=cfg.ft_batch_size,
+        per_device_eval_batch_size=EVAL_BATCH_SIZE, warmup_steps=0.1, weight_decay=0.01,
+        seed=seed, data_seed=seed, save_strategy="no", eval_strategy="no",
+        logging_strategy="no", report_to=[], disable_tqdm=os.environ.get("TQDM_DISABLE") == "1",
+        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, log_level="error", **kw)
+
+
+def _trainer(model: torch.nn.Module, tok: Any, args: TrainingArguments, train: Any,
+             cls: type[Trainer] = Trainer, **kw: Any) -> Trainer:
+    return cls(model=model, args=args, train_dataset=train,
+               data_collator=DataCollatorWithPadding(tok), processing_class=tok, **kw)
+
+
+def _save(trainer: Trainer, tok: Any, output_dir: Path | None) -> None:
+    if output_dir is not None:
+        from .student import save_model  # atomic save_pretrained of model + tokenizer
+
+        save_model(trainer.model, tok, output_dir)
+
+
 # ------------------------------------------------------------------------------ GLUE
-def finetune_glue(model_path: str, task: str, cfg: Config, seed: int,
-                  output_dir: Path | None = None, tokenizer: Any = None) -> dict[str, float]:
-    """Fine-tune on one GLUE task's train split; the task's metrics on its dev split(s)."""
+def glue_splits(task: str, cfg: Config) -> tuple[Any, dict[str, Any]]:
+    """(train, {dev split name: dev set}) of a GLUE task, capped by the profile.
+
+    Raises the loader's FileNotFoundError (offline copy lacks the split, e.g. qnli/mnli/qqp
+    have no train split offline) or ConnectionError (Hub unreachable), both naming the fix.
+    """
     _check_task(task)
-    tok = _tokenizer(model_path, tokenizer)
-    train = _subset(load_split(f"glue/{task}", "train", cfg.data_dir), cfg.ft_max_train, seed)
-    evals = {s: _subset(load_split(f"glue/{task}", s, cfg.data_dir), cfg.ft_max_eval, 0)
+    train = _subset(load_split(f"glue/{task}", "train", cfg.data_dir), cfg.ft_max_train,
+                    cfg.seed)
+    evals = {s: _subset(load_split(f"glue/{task}", s, cfg.data_dir), cfg.ft_max_eval, cfg.seed)
              for s in EVAL_SPLITS.get(task, ("validation",))}
+    return train, evals
+
+
+def missing_glue_data(task: str, cfg: Config) -> str | None:
+    """Why `task` cannot run (the loader's message), or None when its splits are reachable."""
+    _check_task(task)
+    for split in ("train", *EVAL_SPLITS.get(task, ("validation",))):
+        try:
+            if cfg.data_dir:
+                local_files(f"glue/{task}", split, cfg.data_dir)  # no need to parse the file
+            else:
+                load_split(f"glue/{task}", split, None)
+        except (FileNotFoundError, ConnectionError) as err:
+            return str(err)
+    return None
+
+
+def _glue_encoder(tok: Any, task: str, max_len: int):
     a, b = TEXT_KEYS[task]
 
     def encode(batch: dict) -> dict:
-        return tok(batch[a], batch[b] if b else None, truncation=True,
-                   max_length=cfg.ft_max_seq_len)
+        return tok(batch[a], batch[b] if b else None, truncation=True, max_length=max_len)
 
+    return encode
+
+
+def finetune_glue(model_path: str, task: str, cfg: Config, seed: int,
+                  output_dir: Path | None = None, tokenizer: Any = None) -> dict[str, float]:
+    """Fine-tune on one GLUE task's train split; the task's metrics (%) on its dev split(s).
+
+    MNLI is scored on both dev sets: keys `accuracy_matched` and `accuracy_mismatched`.
+    With `output_dir`, the fine-tuned model and tokenizer are saved there (save_pretrained),
+    e.g. for the speed and deployment notebooks.
+    """
+    train, evals = glue_splits(task, cfg)  # checks the task, surfaces missing splits
+    tok = _tokenizer(model_path, tokenizer)
+    encode = _glue_encoder(tok, task, cfg.ft_max_seq_len)
     regression = task == "stsb"
+    if regression:
+        import datasets
+
+        train = train.cast_column("label", datasets.Value("float32"))
+    train = train.map(encode, batched=True, desc=f"tokenise {task}",
+                      remove_columns=[c for c in train.column_names if c != "label"])
+    set_seed(seed)  # before the model: the fresh head's initialisation is part of the seed
     model = AutoModelForSequenceClassification.from_pretrained(
         resolve_model(model_path), num_labels=num_labels(task),
         problem_type="regression" if regression else "single_label_classification")
-    if regression:
-        train = train.cast_column("label", _float_feature())
-    train = train.map(encode, batched=True, remove_columns=[c for c in train.column_names
-                                                             if c != "label"])
+    out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(model=model, args=_args(cfg, seed, tmp, cfg.ft_epochs),
-                          train_dataset=train, data_collator=DataCollatorWithPadding(tok),
-                          processing_class=tok)
+        trainer = _trainer(model, tok, _training_args(cfg, seed, tmp, cfg.ft_epochs), train)
         trainer.train()
-        out: dict[str, float] = {}
         for split, ds in evals.items():
-            refs = list(ds["label"])
             enc = ds.map(encode, batched=True, remove_columns=ds.column_names)
             logits = trainer.predict(enc).predictions
             preds = logits[:, 0] if regression else logits.argmax(-1)
-            name = task if len(evals) == 1 else f"{task}_{split.split('_')[-1]}"
-            metrics = glue_metrics(name if name in ("mnli_matched", "mnli_mismatched")
-                                   else task, preds, refs)
-            out.update(metrics if len(evals) == 1 else
-                       {f"{k}_{split.split('_')[-1]}": v for k, v in metrics.items()})
-    if output_dir is not None:
-        from .student import save_model
-
-        save_model(trainer.model, tok, output_dir)
+            if task == "mnli":
+                which = split.removeprefix("validation_")  # matched / mismatched
+                acc = glue_metrics(f"mnli_{which}", preds, list(ds["label"]))["accuracy"]
+                out[f"accuracy_{which}"] = acc
+            else:
+                out.update(glue_metrics(task, preds, list(ds["label"])))
+    _save(trainer, tok, output_dir)
     return out
-
-
-def _float_feature() -> Any:
-    import datasets
-
-    return datasets.Value("float32")
 
 
 def run_glue(model_path: str, cfg: Config, name: str, tokenizer: Any = None,
              tasks: tuple[str, ...] | None = None, save_first_seed: bool = True) -> dict:
     """Every task × seed of the profile; the median over seeds per metric and the macro score.
 
-    Tasks whose data is not reachable (offline copies lack some train splits) are skipped and
-    recorded with the reason, never silently dropped. Writes `results/<profile>/glue_<name>.json`;
-    the first seed's model of each task is saved under `finetuned/<name>_<task>`.
+    The paper reports the median of 5 runs; the median resists the odd diverged run that
+    small GLUE tasks (RTE, MRPC, CoLA) produce. Tasks whose data is not reachable (offline
+    copies lack some train splits) are skipped and recorded with the reason, never silently
+    dropped. Writes `results/<profile>/glue_<name>.json`; the first seed's model of each task
+    is saved under `finetuned/<name>_<task>`.
     """
-    tasks = tasks or cfg.glue_tasks
+    tasks = tuple(tasks or cfg.glue_tasks)
     for t in tasks:
         _check_task(t)
-    per_task: dict[str, dict[str, float]] = {}
-    runs: dict[str, list[dict]] = {}
-    skipped: dict[str, str] = {}
-    for task in tasks:
-        try:
-            load_split(f"glue/{task}", "train", cfg.data_dir)
-        except (FileNotFoundError, ConnectionError) as err:
-            skipped[task] = str(err).splitlines()[0]
-            continue
-        runs[task] = []
-        for i, seed in enumerate(cfg.ft_seeds):
-            save = cfg.out / "finetuned" / f"{name}_{task}" if i == 0 and save_first_seed else None
-            runs[task].append(finetune_glue(model_path, task, cfg, seed, save, tokenizer))
-        per_task[task] = {k: statistics.median(r[k] for r in runs[task]) for k in runs[task][0]}
-    flat = {t: _paper_column(t, m) for t, m in per_task.items()}
-    macro = glue_macro_score(_split_mnli(per_task)) if per_task else None
-    result = {"model": model_path, "per_task": per_task, "columns": flat, "score": macro,
-              "runs": runs, "seeds": list(cfg.ft_seeds), "skipped": skipped}
-    write_result(cfg.out / f"glue_{name}.json", result, cfg, model=model_path, name=name)
+    skipped = {t: why for t in tasks if (why := missing_glue_data(t, cfg)) is not None}
+    runnable = [t for t in tasks if t not in skipped]
+    runs: dict[str, list[dict[str, float]]] = {t: [] for t in runnable}
+    with tqdm(total=len(runnable) * len(cfg.ft_seeds), desc=f"GLUE {name}") as bar:
+        for task in runnable:
+            for i, seed in enumerate(cfg.ft_seeds):
+                bar.set_postfix(task=task, seed=seed)
+                save = (cfg.out / "finetuned" / f"{name}_{task}"
+                        if i == 0 and save_first_seed else None)
+                runs[task].append(finetune_glue(model_path, task, cfg, seed, save, tokenizer))
+                bar.update()
+    per_task = {t: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+                for t, rs in runs.items()}
+    result = {"model": model_path, "per_task": per_task,
+              "columns": {t: task_score(t, m) for t, m in per_task.items()},
+              "score": glue_macro_score(per_task) if per_task else None,
+              "runs": runs, "seeds": list(cfg.ft_seeds), "tasks": list(tasks),
+              "skipped": skipped}
+    write_result(cfg.out / f"glue_{name}.json", result, cfg, model=model_path, name=name,
+                 tasks=list(tasks), seeds=list(cfg.ft_seeds))
     return result
 
 
-def _split_mnli(per_task: dict[str, dict]) -> dict[str, dict]:
-    out = {}
-    for task, m in per_task.items():
-        if task == "mnli":
-            out["mnli_matched"] = {"accuracy": m["accuracy_matched"]}
-            out["mnli_mismatched"] = {"accuracy": m["accuracy_mismatched"]}
-        else:
-            out[task] = m
-    return out
-
-
-def _paper_column(task: str, metrics: dict[str, float]) -> float:
-    """The single figure the paper's Table 1 prints for a task (mean of its metrics)."""
-    from .metrics import task_score
-
-    if task == "mnli":
-        return float(np.mean([metrics["accuracy_matched"], metrics["accuracy_mismatched"]]))
-    return task_score(task, metrics)
-
-
 # ------------------------------------------------------------------------------ IMDb
-def imdb_splits(cfg: Config, seed: int) -> tuple[Any, Any, str]:
-    """(train, test, where the test set came from). The offline copy has no test split:
-    a stratified, seeded `imdb_heldout` examples of train are held out instead."""
-    import datasets
+def stratified_holdout(ds: Any, n: int, seed: int) -> tuple[Any, Any]:
+    """(rest, held out): `n` rows held out with the label proportions of `ds`, seeded.
 
+    Splits indices only (no copy of the 25k reviews), with scikit-learn's stratification.
+    """
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < n < len(ds):
+        raise ValueError(f"cannot hold out {n} of {len(ds)} examples; set imdb_heldout to a "
+                         f"number between 1 and {len(ds) - 1}")
+    labels = np.asarray(list(ds["label"]))
+    rest, held = train_test_split(np.arange(len(ds)), test_size=n, stratify=labels,
+                                  random_state=seed)
+    return ds.select(np.sort(rest)), ds.select(np.sort(held))
+
+
+def imdb_splits(cfg: Config) -> tuple[Any, Any, str]:
+    """(train, test, where the test set came from), capped by ft_max_train / ft_max_eval.
+
+    The offline copy has no test split (train + unsupervised only): a stratified, seeded
+    `cfg.imdb_heldout` examples of train become the test set instead, never trained on.
+    """
     train = load_split("imdb", "train", cfg.data_dir)
     try:
         test, source = load_split("imdb", "test", cfg.data_dir), "test split"
     except FileNotFoundError:
-        train = train.cast_column("label", datasets.ClassLabel(names=["neg", "pos"]))
-        parts = train.train_test_split(test_size=cfg.imdb_heldout, stratify_by_column="label",
-                                       seed=seed)
-        train, test = parts["train"], parts["test"]
-        source = f"{cfg.imdb_heldout} examples held out of train (no test split offline)"
-    return _subset(train, cfg.ft_max_train, seed), _subset(test, cfg.ft_max_eval, 0), source
+        train, test = stratified_holdout(train, cfg.imdb_heldout, cfg.seed)
+        source = (f"{cfg.imdb_heldout} examples held out of train, stratified, seed "
+                  f"{cfg.seed} (no test split offline)")
+    return _subset(train, cfg.ft_max_train, cfg.seed), _subset(test, cfg.ft_max_eval,
+                                                               cfg.seed), source
 
 
-def finetune_imdb(model_path: str, cfg: Config, seed: int, tokenizer: Any = None) -> dict:
-    """IMDb sentiment: test accuracy (%) after fine-tuning on train."""
+def finetune_imdb(model_path: str, cfg: Config, seed: int, tokenizer: Any = None,
+                  output_dir: Path | None = None) -> dict:
+    """IMDb sentiment: test accuracy (%) after fine-tuning on train (the paper's Table 2).
+
+    Returns `accuracy`, `test_source` (the test split, or the held-out part of train
+    offline) and the example counts, so the number is never mistaken for the full test set.
+    """
+    train, test, source = imdb_splits(cfg)
     tok = _tokenizer(model_path, tokenizer)
-    train, test, source = imdb_splits(cfg, seed)
 
     def encode(batch: dict) -> dict:
         return tok(batch["text"], truncation=True, max_length=cfg.ft_max_seq_len)
 
+    train = train.map(encode, batched=True, remove_columns=["text"], desc="tokenise imdb")
+    enc_test = test.map(encode, batched=True, remove_columns=test.column_names)
+    set_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(resolve_model(model_path),
                                                                num_labels=2)
-    train = train.map(encode, batched=True, remove_columns=["text"])
-    refs = list(test["label"])
-    test = test.map(encode, batched=True, remove_columns=test.column_names)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(model=model, args=_args(cfg, seed, tmp, cfg.ft_epochs),
-                          train_dataset=train, data_collator=DataCollatorWithPadding(tok),
-                          processing_class=tok)
+        trainer = _trainer(model, tok, _training_args(cfg, seed, tmp, cfg.ft_epochs), train)
         trainer.train()
-        preds = trainer.predict(test).predictions.argmax(-1)
-    return {"accuracy": glue_metrics("sst2", preds, refs)["accuracy"], "test_source": source,
-            "n_train": len(train), "n_test": len(refs)}
+        preds = trainer.predict(enc_test).predictions.argmax(-1)
+    _save(trainer, tok, output_dir)
+    return {"accuracy": glue_metrics("sst2", preds, list(test["label"]))["accuracy"],
+            "test_source": source, "n_train": len(train), "n_test": len(test)}
 
 
 # ----------------------------------------------------------------------------- SQuAD
-def squad_splits(cfg: Config, seed: int) -> tuple[Any, Any, str]:
+def squad_splits(cfg: Config) -> tuple[Any, Any, str]:
     """(train, eval, description): the Hub's train/dev, or offline an article-level split
-    of the dev set (the only split mirrored)."""
+    of the dev set (the only split mirrored), capped by squad_max_train / squad_max_eval."""
     try:
         train = load_split("squad", "train", cfg.data_dir)
         evals = load_split("squad", "validation", cfg.data_dir)
         source = "train / validation"
     except FileNotFoundError:
-        train, evals = article_split(load_split("squad", "validation", cfg.data_dir), 0.3, seed)
-        source = "dev set split by article (70% of articles train, 30% evaluate)"
-    return (_subset(train, cfg.squad_max_train, seed), _subset(evals, cfg.squad_max_eval, 0),
-            source)
+        dev = load_split("squad", "validation", cfg.data_dir)
+        train, evals = article_split(dev, SQUAD_HELDOUT_FRAC, cfg.seed)
+        source = (f"dev set split by article: {len(set(train['title']))} articles train, "
+                  f"{len(set(evals['title']))} evaluate (no train split offline)")
+    return (_subset(train, cfg.squad_max_train, cfg.seed),
+            _subset(evals, cfg.squad_max_eval, cfg.seed), source)
 
 
-class QADistillTrainer(Trainer):
-    """DistilBERT (D): task loss plus T²·KL to a SQuAD-fine-tuned teacher's start/end logits."""
+def qa_kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
+    """T² · KL(softmax(teacher/T) ‖ softmax(student/T)) over positions, batch mean.
 
-    def __init__(self, *args: Any, teacher: torch.nn.Module, alpha: float, temperature: float,
-                 **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.teacher = teacher.eval()
-        self.alpha, self.temperature = alpha, temperature
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        token_types = inputs.pop("token_type_ids", None)
-        student_inputs = dict(inputs)
-        if "token_type_ids" in _forward_args(model) and token_types is not None:
-            student_inputs["token_type_ids"] = token_types
-        out = model(**student_inputs)
-        with torch.inference_mode():
-            t = self.teacher(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                             token_type_ids=token_types)
-        kd = 0.5 * (qa_kd_loss(out.start_logits, t.start_logits.clone(), self.temperature)
-                    + qa_kd_loss(out.end_logits, t.end_logits.clone(), self.temperature))
-        loss = (1 - self.alpha) * out.loss + self.alpha * kd
-        return (loss, out) if return_outputs else loss
-
-
-def qa_kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    """T² · KL(softmax(teacher/T) ‖ softmax(student/T)) over positions, batch mean."""
-    import torch.nn.functional as F
-
+    T² keeps the gradient scale of the soft term independent of T (Hinton et al.). Padding
+    positions (`mask` == 0) are excluded from both distributions: with dynamic padding their
+    logits are arbitrary and would otherwise depend on the batch's longest sequence.
+    """
+    if mask is not None:
+        keep = mask.bool()
+        fill = torch.finfo(student.dtype).min
+        student, teacher = student.masked_fill(~keep, fill), teacher.masked_fill(~keep, fill)
     return F.kl_div(F.log_softmax(student / temperature, -1),
                     F.log_softmax(teacher / temperature, -1), reduction="batchmean",
                     log_target=True) * temperature**2
+
+
+def qa_distill_loss(student_out: Any, teacher_out: Any, alpha: float, temperature: float,
+                    mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(total loss, KD term) of DistilBERT (D): (1-α)·task CE + α·KD, KD averaged over the
+    start and end logits as the task CE is (the reference run_squad_w_distillation.py)."""
+    kd = 0.5 * (qa_kd_loss(student_out.start_logits, teacher_out.start_logits, temperature, mask)
+                + qa_kd_loss(student_out.end_logits, teacher_out.end_logits, temperature, mask))
+    return (1 - alpha) * student_out.loss + alpha * kd, kd
 
 
 def _forward_args(model: torch.nn.Module) -> set[str]:
@@ -266,44 +324,144 @@ def _forward_args(model: torch.nn.Module) -> set[str]:
     return set(inspect.signature(core.forward).parameters)
 
 
+class QADistillTrainer(Trainer):
+    """`Trainer` whose loss adds the distillation term to a SQuAD-fine-tuned teacher.
+
+    The teacher (e.g. BERT) may need token_type_ids that the student (DistilBERT) does not
+    take, so the data keeps every column (`remove_unused_columns=False`) and each model gets
+    the inputs its forward accepts.
+    """
+
+    def __init__(self, *args: Any, teacher: torch.nn.Module, alpha: float, temperature: float,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.teacher = teacher.to(self.args.device).eval()
+        self.alpha, self.temperature = alpha, temperature
+        self.last_kd: float | None = None  # for inspection / tests
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        accepted = _forward_args(model)
+        out = model(**{k: v for k, v in inputs.items() if k in accepted})
+        teacher_args = _forward_args(self.teacher)
+        with torch.inference_mode():
+            t = self.teacher(**{k: v for k, v in inputs.items() if k in teacher_args
+                                and k not in ("start_positions", "end_positions")})
+        # clone: inference-mode tensors cannot be saved for the student's backward pass
+        t_logits = type(t)(start_logits=t.start_logits.clone(), end_logits=t.end_logits.clone())
+        loss, kd = qa_distill_loss(out, t_logits, self.alpha, self.temperature,
+                                   inputs.get("attention_mask"))
+        self.last_kd = float(kd.detach())
+        return (loss, out) if return_outputs else loss
+
+
+def _check_qa_teacher(path: str) -> None:
+    archs = AutoConfig.from_pretrained(path).architectures or []
+    if not any(a.endswith("ForQuestionAnswering") for a in archs):
+        raise ValueError(f"teacher_qa_path {path!r} holds {archs or 'no architecture'}, not a "
+                         "SQuAD-fine-tuned model: its QA head would be random. Fine-tune the "
+                         "teacher first: finetune_squad(teacher, cfg, seed, output_dir=PATH).")
+
+
 def finetune_squad(model_path: str, cfg: Config, seed: int, teacher_qa_path: str | None = None,
                    output_dir: Path | None = None, tokenizer: Any = None) -> dict:
     """SQuAD v1.1: exact match and F1 (%) on the evaluation articles.
 
-    With `teacher_qa_path` (a SQuAD-fine-tuned model), the loss adds the DistilBERT (D)
-    distillation term, weighted by `cfg.squad_kd_alpha` at temperature `cfg.temperature`.
+    With `teacher_qa_path` (a SQuAD-fine-tuned model with the same vocabulary), the loss is
+    DistilBERT (D)'s: (1 - squad_kd_alpha)·CE + squad_kd_alpha·T²·KL on the start and end
+    logits, T = cfg.temperature, the teacher frozen in eval mode.
     """
+    if teacher_qa_path is not None:
+        _check_qa_teacher(resolve_model(teacher_qa_path))
     tok = _tokenizer(model_path, tokenizer)
-    train, evals, source = squad_splits(cfg, seed)
-    feats = train.map(prepare_train_features, batched=True, remove_columns=train.column_names,
-                      fn_kwargs=dict(tokenizer=tok, max_len=cfg.squad_max_seq_len,
-                                     stride=cfg.squad_doc_stride))
+    train, evals, source = squad_splits(cfg)
+    feats = train_features(train, tok, cfg.squad_max_seq_len, cfg.squad_doc_stride)
+    eval_feats = eval_features(evals, tok, cfg.squad_max_seq_len, cfg.squad_doc_stride)
+    set_seed(seed)
     model = AutoModelForQuestionAnswering.from_pretrained(resolve_model(model_path))
     with tempfile.TemporaryDirectory() as tmp:
-        args = _args(cfg, seed, tmp, cfg.squad_epochs,
-                     remove_unused_columns=teacher_qa_path is None)
+        args = _training_args(cfg, seed, tmp, cfg.squad_epochs,
+                              remove_unused_columns=teacher_qa_path is None)
         if teacher_qa_path is None:
-            trainer = Trainer(model=model, args=args, train_dataset=feats,
-                              data_collator=DataCollatorWithPadding(tok), processing_class=tok)
+            trainer = _trainer(model, tok, args, feats)
         else:
             teacher = AutoModelForQuestionAnswering.from_pretrained(resolve_model(teacher_qa_path))
-            trainer = QADistillTrainer(model=model, args=args, train_dataset=feats,
-                                       data_collator=DataCollatorWithPadding(tok),
-                                       processing_class=tok, teacher=teacher,
-                                       alpha=cfg.squad_kd_alpha, temperature=cfg.temperature)
+            trainer = _trainer(model, tok, args, feats, QADistillTrainer, teacher=teacher,
+                               alpha=cfg.squad_kd_alpha, temperature=cfg.temperature)
         trainer.train()
-        eval_feats = evals.map(prepare_eval_features, batched=True,
-                               remove_columns=evals.column_names,
-                               fn_kwargs=dict(tokenizer=tok, max_len=cfg.squad_max_seq_len,
-                                              stride=cfg.squad_doc_stride))
-        model_inputs = eval_feats.remove_columns(["example_id", "offset_mapping"])
-        if "token_type_ids" not in _forward_args(trainer.model):
-            model_inputs = model_inputs.remove_columns(["token_type_ids"])
+        keep = {"input_ids", "attention_mask", "token_type_ids"} & _forward_args(trainer.model)
+        model_inputs = eval_feats.remove_columns([c for c in eval_feats.column_names
+                                                  if c not in keep])
         start, end = trainer.predict(model_inputs).predictions[:2]
     preds = postprocess(evals, eval_feats, start, end)
-    if output_dir is not None:
-        from .student import save_model
-
-        save_model(trainer.model, tok, output_dir)
+    _save(trainer, tok, output_dir)
     return {**squad_metrics(preds, list(evals)), "split": source, "n_train": len(train),
-            "n_eval": len(evals), "distilled": teacher_qa_path is not None}
+            "n_train_features": len(feats), "n_eval": len(evals),
+            "distilled": teacher_qa_path is not None}
+
+
+# ----------------------------------------------------------------------------- tables
+def _retention(rows: dict[str, dict[str, float | None]], teacher: str, student: str,
+               columns: list[str]) -> dict[str, Any]:
+    """student / teacher × 100 per column (None where either is missing or teacher is 0)."""
+    out: dict[str, Any] = {"model": f"retention % ({student} / {teacher})"}
+    for c in columns:
+        t, s = rows[teacher].get(c), rows[student].get(c)
+        out[c] = 100.0 * s / t if t not in (None, 0) and s is not None else None
+    return out
+
+
+def glue_table(our_rows: dict[str, dict[str, float]], teacher: str = "teacher",
+               student: str = "student") -> pd.DataFrame:
+    """Our GLUE rows, the student's retention of the teacher, then the paper's Table 1 rows.
+
+    `our_rows[name]` maps task → task score (e.g. `run_glue(...)["columns"]` plus "score").
+    Only the columns we ran are shown. When we ran fewer than the nine tasks, our "score"
+    averages fewer tasks than the paper's, so a column "score (our tasks)" gives the paper's
+    rows averaged over our tasks too: that is the like-for-like comparison.
+    """
+    for who in (teacher, student):
+        if who not in our_rows:
+            raise KeyError(f"no row {who!r} in our_rows (rows: {sorted(our_rows)})")
+    cols = [c for c in GLUE_COLUMNS if any(r.get(c) is not None for r in our_rows.values())]
+    tasks = [c for c in cols if c != "score"]
+    subset = "score (our tasks)"
+    partial = bool(tasks) and len(tasks) < len(GLUE_COLUMNS) - 1
+    rows = []
+    for name, vals in our_rows.items():
+        row = {"model": name, **{c: vals.get(c) for c in cols}}
+        if partial:
+            row[subset] = vals.get("score")
+        rows.append(row)
+    ours = {r["model"]: r for r in rows}
+    rows.append(_retention(ours, teacher, student, cols + ([subset] if partial else [])))
+    for name, vals in TABLE1_GLUE.items():
+        row = {"model": name, **{c: vals.get(c) for c in cols}}
+        if partial:
+            row[subset] = float(np.mean([vals[t] for t in tasks]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _downstream_row(vals: dict[str, Any]) -> dict[str, float | None]:
+    """Flatten one model's results: floats as they are, or the dicts that `finetune_imdb`
+    (key "imdb") and `finetune_squad` (key "squad") return."""
+    imdb, squad = vals.get("imdb"), vals.get("squad")
+    return {"imdb": imdb["accuracy"] if isinstance(imdb, dict) else imdb,
+            "squad_em": squad["exact_match"] if squad else vals.get("squad_em"),
+            "squad_f1": squad["f1"] if squad else vals.get("squad_f1")}
+
+
+def downstream_table(results: dict[str, dict], teacher: str = "teacher") -> pd.DataFrame:
+    """Our IMDb / SQuAD rows, each other model's retention of the teacher, the paper's Table 2.
+
+    `results[name]` holds "imdb" (accuracy or finetune_imdb's dict) and "squad"
+    (finetune_squad's dict) or the flat keys "squad_em" / "squad_f1".
+    """
+    cols = ["imdb", "squad_em", "squad_f1"]
+    ours = {name: {"model": name, **_downstream_row(v)} for name, v in results.items()}
+    rows = list(ours.values())
+    if teacher in ours:
+        rows += [_retention(ours, teacher, name, cols) for name in ours if name != teacher]
+    rows += [{"model": name, **{c: v.get(c) for c in cols}}
+             for name, v in TABLE2_DOWNSTREAM.items()]
+    return pd.DataFrame(rows)

@@ -51,9 +51,18 @@ def test_bad_glue_input_is_refused():
 
 def test_task_and_macro_scores():
     assert task_score("mrpc", {"f1": 90.0, "accuracy": 80.0}) == 85.0
+    assert task_score("mnli", {"accuracy_matched": 60.0, "accuracy_mismatched": 64.0}) == 62.0
     per_task = {"sst2": {"accuracy": 90.0}, "stsb": {"pearson": 80.0, "spearmanr": 70.0},
                 "mnli_matched": {"accuracy": 60.0}, "mnli_mismatched": {"accuracy": 62.0}}
     assert glue_macro_score(per_task) == pytest.approx((90 + 75 + 61) / 3)
+    # MNLI as one entry with both accuracies (finetune_glue's shape) counts once, the same
+    combined = {"sst2": {"accuracy": 90.0}, "stsb": {"pearson": 80.0, "spearmanr": 70.0},
+                "mnli": {"accuracy_matched": 60.0, "accuracy_mismatched": 62.0}}
+    assert glue_macro_score(combined) == pytest.approx((90 + 75 + 61) / 3)
+    with pytest.raises(ValueError, match="none of its metrics"):
+        task_score("cola", {"accuracy": 50.0})
+    with pytest.raises(ValueError, match="no task results"):
+        glue_macro_score({})
     # the paper's DistilBERT row: its macro-score is the mean of the nine task columns
     row = [51.3, 82.2, 87.5, 89.2, 88.5, 59.9, 91.3, 86.9, 56.3]
     assert np.mean(row) == pytest.approx(77.0, abs=0.05)
@@ -62,6 +71,8 @@ def test_task_and_macro_scores():
 @pytest.mark.parametrize("text, norm", [
     ("The Cat", "cat"), ("  an  apple, a pie!", "apple pie"), ("Theater", "theater"),
     ("U.S.A.", "usa"), ("the the", ""), ("A\tb\nc", "b c"), ("anthem", "anthem"),
+    ("don't stop", "dont stop"), ("a-b", "ab"), ("“Quoted”", "“quoted”"),  # ASCII punct only
+    ("THE END.", "end"), ("  ", ""), ("an(the)a", "anthea"),  # punctuation goes before articles
 ])
 def test_normalisation_corner_cases(text, norm):
     assert normalize_answer(text) == norm
@@ -88,20 +99,42 @@ def test_squad_hand_worked():
 def test_max_over_gold_answers():
     refs = [{"id": "q", "answers": {"text": ["a red car", "car"], "answer_start": [0, 6]}}]
     assert squad_metrics({"q": "red car"}, refs)["exact_match"] == 100.0
+    # F1 against "car" is 2/3 (P=1/2, R=1), against "a red car" 1/2 (P=1/2, R=1/2): the max
     assert squad_metrics({"q": "car park"}, refs)["f1"] == pytest.approx(100 * 2 / 3)
 
 
+def test_official_script_quirks():
+    # a gold answer that normalises to nothing: EM counts the empty match, F1 does not
+    refs = [{"id": "q", "answers": {"text": ["The"], "answer_start": [0]}}]
+    assert squad_metrics({"q": "a"}, refs) == {"exact_match": 100.0, "f1": 0.0}
+    # repeated tokens count as a multiset; predictions for unknown ids are ignored
+    refs = [{"id": "q", "answers": {"text": ["new york new york"], "answer_start": [0]}}]
+    m = squad_metrics({"q": "new york", "other": "x"}, refs)
+    assert m == {"exact_match": 0.0, "f1": pytest.approx(100 * 2 * 1 * 0.5 / 1.5)}
+    with pytest.raises(ValueError, match="no SQuAD references"):
+        squad_metrics({"q": "x"}, [])
+
+
 def test_evaluate_loads_the_local_modules_offline():
+    import huggingface_hub.constants
+
+    assert huggingface_hub.constants.HF_HUB_OFFLINE  # set by conftest before any import
     glue = load_metric("glue", "mrpc")
     assert glue.compute(predictions=list(P), references=list(R)) == glue_metrics("mrpc", P, R)
     stsb = load_metric("glue", "stsb")
     x, y = rng.normal(size=20), rng.normal(size=20)
     assert stsb.compute(predictions=x, references=y)["pearson"] == pytest.approx(
-        glue_metrics("stsb", x, y)["pearson"], rel=1e-5)
+        glue_metrics("stsb", x, y)["pearson"])
     squad = load_metric("squad")
-    out = squad.compute(predictions=[{"id": "a", "prediction_text": "The cat"}],
-                        references=[{"id": "a", "answers": {"text": ["cat"],
-                                                            "answer_start": [4]}}])
-    assert out == {"exact_match": 100.0, "f1": 100.0}
+    refs = [{"id": "a", "answers": {"text": ["cat", "the cat"], "answer_start": [4, 0]}},
+            {"id": "b", "answers": {"text": ["1889"], "answer_start": [0]}}]
+    preds = [{"id": "a", "prediction_text": "The cat"}, {"id": "b", "prediction_text": "in 1889"}]
+    out = squad.compute(predictions=preds, references=refs)
+    assert out == squad_metrics({p["id"]: p["prediction_text"] for p in preds}, refs)
+    assert out["exact_match"] == 50.0
     with pytest.raises(ValueError, match="unknown metric"):
         load_metric("bleu")
+    with pytest.raises(ValueError, match="needs a task"):
+        load_metric("glue")
+    with pytest.raises(ValueError, match="unknown GLUE task 'sst-2'"):
+        load_metric("glue", "sst-2")

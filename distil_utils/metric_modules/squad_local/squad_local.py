@@ -1,7 +1,7 @@
 """SQuAD v1.1 metric for `evaluate.load(PATH)`: distil_utils.metrics.squad_metrics, offline.
 
 Inputs follow the Hub `squad` metric: predictions [{"id", "prediction_text"}], references
-[{"id", "answers": {"text", "answer_start"}}].
+[{"id", "answers": {"text", "answer_start"}}]. Scores in percent, like the official script.
 """
 
 import datasets

@@ -1,0 +1,590 @@
+"""Distillation throughput and memory: our training step against the reference algorithm.
+
+One distillation step, end to end: masking, the frozen teacher's forward, the student's
+forward and backward, gradient clipping and the AdamW/linear-schedule update of
+`distill.train_loop`. Each step is timed and reported as *real* (non-padding) tokens per
+second, seconds per step and peak memory (CPU: peak resident set size, reset before each
+run through /proc/self/clear_refs where Linux allows it, else the process peak from
+`getrusage`; GPU: `torch.cuda.max_memory_allocated`).
+
+Two algorithms on the same teacher, student, batch size, loss weights and sequences:
+
+* **ours** — `distill.make_distill_loss` (with the speed settings of `Config`) on the
+  length-grouped batches of `data.batch_stream`;
+* **reference** — the algorithm of the reference distiller (huggingface/
+  transformers-research-projects, distillation/distiller.py), re-implemented from its
+  description by `reference_loss`: the student computes full-vocabulary logits at every
+  position, the teacher does the same under `no_grad`, both are `masked_select`ed into
+  copies for a KL over every real token, the masked-LM cross-entropy runs over the full
+  logits, the hidden states are `masked_select`ed for the cosine loss; batches are padded
+  and in random order (`random_batches`; the reference's train.py groups by size by
+  default, the `reference_grouped` variant shows that case).
+
+On the very same batch the two compute the same losses (`compare_losses`, asserted in
+tests/test_bench_distill.py). Every speed option of ours is also shown switched the other
+way, one at a time. The runs are interleaved (round r: A B C ..., round r+1: ... C B A),
+every run sees the same sequences, starts from the same student and has one untimed
+warm-up step; the median and spread over rounds are reported.
+
+    python -m distil_utils.bench_distill --profile cpu [--teacher T] [--steps N]
+        [--batch-size B] [--rounds R] [--variants a,b,...] [--no-tokenize-bench] [-p k v]
+
+It also times the data preparation: `data.tokenize_corpus` over the IMDb unsupervised
+set (batched fast tokenizer through `datasets.map`, one process and `num_proc`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import os
+import random
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .config import Config, get_config
+from .data import batch_stream, collate
+from .distill import (
+    LossFn,
+    apply_speed_settings,
+    make_distill_loss,
+    parse_overrides,
+    prepare_corpus,
+    prepare_tokenizer,
+    resolve_device,
+)
+from .io import write_result
+from .masking import mask_tokens
+
+LOSS_KEYS = ("loss", "ce", "mlm", "cos")
+# Losses of two float32 computations of the same step must agree to this relative tolerance.
+LOSS_RTOL = 1e-4
+# Mixed precision is reported as "equal" if its step-0 losses are within this of float32.
+AMP_RTOL = 1e-2
+
+
+# ----------------------------------------------------------------------------- memory
+def rss_mb() -> float:
+    """Current resident set size of this process, in MB."""
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM); False where that is not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+@contextmanager
+def peak_memory(device: torch.device) -> Iterator[dict[str, Any]]:
+    """Peak memory of the enclosed code: `{"rss_peak_mb", "rss_start_mb", "rss_extra_mb",
+    "rss_peak_scope", "cuda_peak_mb"}` (filled in on exit)."""
+    out: dict[str, Any] = {}
+    gc.collect()
+    scope = "run" if _reset_peak_rss() else "process"
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = rss_mb()
+    try:
+        yield out
+    finally:
+        peak = max(_peak_rss_mb(), start)
+        out.update(rss_start_mb=start, rss_peak_mb=peak, rss_extra_mb=peak - start,
+                   rss_peak_scope=scope)
+        if device.type == "cuda":
+            out["cuda_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+
+
+# ---------------------------------------------------------------- reference algorithm
+def random_batches(seqs: Any, batch_size: int, seed: int, pad_id: int) -> list[dict]:
+    """Padded batches in random order, no length grouping (the reference with
+    group_by_size off): a seeded shuffle cut into consecutive batches."""
+    order = list(range(len(seqs)))
+    random.Random(seed).shuffle(order)
+    ids = seqs["input_ids"]
+    return [collate([ids[i] for i in order[k:k + batch_size]], pad_id)
+            for k in range(0, len(order), batch_size)]
+
+
+def reference_loss(teacher: torch.nn.Module, cfg: Config, weights: torch.Tensor,
+                   mask_id: int, vocab_size: int) -> LossFn:
+    """The reference distiller's step, written from its description (not its code).
+
+    Student forward at every position with full-vocabulary logits and all hidden states;
+    teacher forward the same way under `no_grad`; the logits of the selected tokens (every
+    real token, or the masked ones with `ce_on_masked_only`) are `masked_select`ed into
+    copies, KL(softmax(t/T) ‖ softmax(s/T)) · T² with "batchmean" over them; masked-LM
+    cross-entropy over the full logits (ignore -100); the last hidden states of real tokens
+    are `masked_select`ed for the cosine-embedding loss with target 1. Masking is the same
+    `mask_tokens` as ours, so both see identical inputs.
+    """
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+
+    def loss_fn(student: torch.nn.Module, batch: dict, gen: torch.Generator) -> dict:
+        dev = next(teacher.parameters()).device
+        ids, am = batch["input_ids"], batch["attention_mask"]
+        masked, labels = mask_tokens(ids, am, weights, mask_id, vocab_size, cfg.mlm_prob, gen)
+        masked, labels, am = masked.to(dev), labels.to(dev), am.to(dev)
+        s_out = student(input_ids=masked, attention_mask=am, output_hidden_states=True)
+        with torch.no_grad():
+            t_out = teacher(input_ids=masked, attention_mask=am, output_hidden_states=True)
+        s_logits, t_logits = s_out.logits, t_out.logits
+        vocab = s_logits.size(-1)
+        sel = (labels > -1) if cfg.ce_on_masked_only else am.bool()
+        sel = sel.unsqueeze(-1).expand_as(s_logits)
+        s_sel = torch.masked_select(s_logits, sel).view(-1, vocab)
+        t_sel = torch.masked_select(t_logits, sel).view(-1, vocab)
+        t = cfg.temperature
+        ce = F.kl_div(F.log_softmax(s_sel / t, -1), F.softmax(t_sel / t, -1),
+                      reduction="batchmean") * t**2
+        mlm = F.cross_entropy(s_logits.view(-1, vocab), labels.view(-1), ignore_index=-100)
+        s_h, t_h = s_out.hidden_states[-1], t_out.hidden_states[-1]
+        dim = s_h.size(-1)
+        hsel = am.bool().unsqueeze(-1).expand_as(s_h)
+        s_h = torch.masked_select(s_h, hsel).view(-1, dim)
+        t_h = torch.masked_select(t_h, hsel).view(-1, dim)
+        cos = F.cosine_embedding_loss(s_h, t_h, s_h.new_ones(s_h.size(0)))
+        loss = cfg.alpha_ce * ce + cfg.alpha_mlm * mlm + cfg.alpha_cos * cos
+        return {"loss": loss, "ce": ce, "mlm": mlm, "cos": cos}
+
+    return loss_fn
+
+
+# ------------------------------------------------------------------------ one step
+class Stepper:
+    """The optimizer step of `distill.train_loop` (AdamW 0.9/0.98/1e-6, linear warm-up and
+    decay, grad-norm clipping, per-step seeds), without its checkpointing, for timing."""
+
+    def __init__(self, student: torch.nn.Module, loss_fn: LossFn, cfg: Config,
+                 max_steps: int) -> None:
+        from transformers import get_linear_schedule_with_warmup
+
+        self.student, self.loss_fn, self.cfg = student, loss_fn, cfg
+        params = [p for p in student.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6,
+                                     weight_decay=cfg.weight_decay)
+        self.sched = get_linear_schedule_with_warmup(
+            self.opt, int(cfg.warmup_frac * max_steps), max_steps)
+        self.gen = torch.Generator()
+        self.n = 0
+
+    def step(self, batch: dict) -> dict[str, float]:
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed * 1_000_003 + self.n)
+        self.gen.manual_seed(cfg.seed + 1 + self.n)
+        self.student.train()
+        out = self.loss_fn(self.student, batch, self.gen)
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.max_grad_norm)
+        self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.n += 1
+        return {k: float(v.detach()) for k, v in out.items()}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(student: torch.nn.Module, loss_fn: LossFn, batches: Sequence[dict],
+               cfg: Config, *, warmup: int = 1) -> dict[str, Any]:
+    """Run `warmup` untimed steps on the first batch, then one timed step per batch.
+
+    Returns the seconds of every timed step, the real (attention_mask) and padded token
+    counts, real tokens per second over the whole run (wall clock, and per CPU-second of
+    this process: less sensitive to other jobs on the machine), and peak memory.
+    """
+    if not batches:
+        raise ValueError("no batches to time")
+    device = next(student.parameters()).device
+    stepper = Stepper(student, loss_fn, cfg, max_steps=warmup + len(batches))
+    for _ in range(warmup):
+        stepper.step(batches[0])
+    times, real, padded, losses = [], 0, 0, []
+    enabled = gc.isenabled()
+    gc.disable()  # a collection pause would land in one run only
+    try:
+        with peak_memory(device) as mem:
+            cpu0 = time.process_time()
+            for batch in batches:
+                _sync(device)
+                t0 = time.perf_counter()
+                losses.append(stepper.step(batch)["loss"])
+                _sync(device)
+                times.append(time.perf_counter() - t0)
+                real += int(batch["attention_mask"].sum())
+                padded += batch["attention_mask"].numel()
+            cpu = time.process_time() - cpu0
+    finally:
+        if enabled:
+            gc.enable()
+    total = sum(times)
+    return {"step_seconds": times, "seconds_total": total,
+            "seconds_per_step": statistics.median(times), "real_tokens": real,
+            "padded_tokens": padded, "padding_frac": 1 - real / padded,
+            "real_tokens_per_s": real / total, "padded_tokens_per_s": padded / total,
+            "cpu_seconds_total": cpu, "real_tokens_per_cpu_s": real / cpu,
+            "losses": losses, **mem, "rss_end_mb": rss_mb()}
+
+
+# ------------------------------------------------------------------- equal losses
+def compare_losses(teacher: torch.nn.Module, student: torch.nn.Module, batch: dict,
+                   cfgs: dict[str, Config], weights: torch.Tensor, mask_id: int,
+                   vocab_size: int, reference: str = "reference") -> dict[str, Any]:
+    """Step-0 losses of each named computation on the same batch, student and masking.
+
+    `cfgs` maps a name to a Config; the name `reference` uses `reference_loss`, any other
+    `make_distill_loss`. Each runs from a copy of `student` in train mode with the same torch
+    seed (so dropout is identical) and the same masking generator; the relative difference
+    of every term to `reference` is returned.
+    """
+    rows: dict[str, dict[str, float]] = {}
+    for name, cfg in cfgs.items():
+        make = reference_loss if name == reference else make_distill_loss
+        fn = make(teacher, cfg, weights, mask_id, vocab_size)
+        model = copy.deepcopy(student).train()
+        torch.manual_seed(cfg.seed)
+        out = fn(model, batch, torch.Generator().manual_seed(cfg.seed + 1))
+        rows[name] = {k: float(out[k].detach()) for k in LOSS_KEYS}
+    ref = rows[reference]
+    diffs = {name: max(abs(r[k] - ref[k]) / max(abs(ref[k]), 1e-8) for k in LOSS_KEYS)
+             for name, r in rows.items()}
+    return {"losses": rows, "max_rel_diff": diffs}
+
+
+# ----------------------------------------------------------------------- variants
+# name: (algorithm, batching, Config overrides). "ours" is the Config as given; each other
+# "ours" variant switches one option the other way.
+def variants(cfg: Config, device: torch.device) -> dict[str, tuple[str, str, dict]]:
+    v: dict[str, tuple[str, str, dict]] = {
+        "reference": ("reference", "random", {}),
+        "ours": ("ours", "grouped", {}),
+        "ours_no_grouping": ("ours", "random", {}),
+        "ours_fused_head_" + ("off" if cfg.distill_fused_head else "on"):
+            ("ours", "grouped", {"distill_fused_head": not cfg.distill_fused_head}),
+        "ours_attn_" + ("eager" if cfg.attn_implementation != "eager" else "sdpa"):
+            ("ours", "grouped",
+             {"attn_implementation": "eager" if cfg.attn_implementation != "eager" else "sdpa"}),
+        "reference_grouped": ("reference", "grouped", {}),
+    }
+    threads = cfg.num_threads or torch.get_num_threads()
+    other = 1 if threads > 1 else min(2, os.cpu_count() or 1)
+    if other != threads:
+        v[f"ours_threads_{other}"] = ("ours", "grouped", {"num_threads": other})
+    amp = "fp16" if device.type == "cuda" else "bf16"
+    if cfg.distill_autocast is None:
+        v[f"ours_{amp}"] = ("ours", "grouped", {"distill_autocast": amp})
+    else:
+        v["ours_fp32"] = ("ours", "grouped", {"distill_autocast": None})
+    if device.type == "cuda":
+        v["ours_compile_" + ("off" if cfg.distill_compile else "on")] = (
+            "ours", "grouped", {"distill_compile": not cfg.distill_compile})
+    return v
+
+
+def bench_distill(cfg: Config, teacher: torch.nn.Module, student: torch.nn.Module,
+                  seqs: Any, tokenizer: Any, *, steps: int, rounds: int = 2,
+                  names: Sequence[str] | None = None, warmup: int = 1) -> dict[str, Any]:
+    """Time every variant `rounds` times, interleaved, on the same `steps × batch_size`
+    sequences drawn from `seqs`; check step-0 loss equality first."""
+    device = next(teacher.parameters()).device
+    all_variants = variants(cfg, device)
+    names = list(all_variants) if names is None else list(names)
+    unknown = [n for n in names if n not in all_variants]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; choose from {sorted(all_variants)}")
+    for required in ("reference", "ours"):
+        if required not in names:
+            names.insert(0, required)
+    n_seq = steps * cfg.batch_size
+    if len(seqs) < n_seq:
+        raise ValueError(f"{steps} steps of {cfg.batch_size} need {n_seq} sequences; the "
+                         f"corpus has {len(seqs)}: lower --steps or --batch-size")
+    pick = sorted(random.Random(cfg.seed).sample(range(len(seqs)), n_seq))
+    pool = seqs.select(pick)
+    pad = tokenizer.pad_token_id
+    stream = batch_stream(pool, cfg.batch_size, cfg.seed, pad)
+    batching = {"grouped": [next(stream)[1] for _ in range(steps)],
+                "random": random_batches(pool, cfg.batch_size, cfg.seed, pad)}
+    counts = {k: sum(int(b["attention_mask"].sum()) for b in bs) for k, bs in batching.items()}
+    assert len(set(counts.values())) == 1, counts  # the same real tokens, batched two ways
+    weights = _weights(pool, tokenizer, cfg)
+    mask_id, vocab = tokenizer.mask_token_id, len(tokenizer)
+    amp_name = next((n for n in all_variants if n in ("ours_bf16", "ours_fp16")), None)
+    fused_flip = "ours_fused_head_" + ("off" if cfg.distill_fused_head else "on")
+    check_cfgs = {"reference": cfg, "ours": cfg, fused_flip: replace(
+        cfg, distill_fused_head=not cfg.distill_fused_head)}
+    if amp_name:
+        check_cfgs[amp_name] = replace(cfg, **all_variants[amp_name][2])
+    equal = compare_losses(teacher, student, batching["grouped"][0], check_cfgs, weights,
+                           mask_id, vocab)
+    equal["rtol"] = {n: AMP_RTOL if n == amp_name else LOSS_RTOL for n in check_cfgs}
+    equal["equal"] = {n: equal["max_rel_diff"][n] < equal["rtol"][n] for n in check_cfgs}
+    default_threads = torch.get_num_threads()
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    for r in range(rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        for name in order:
+            algo, batches_kind, over = all_variants[name]
+            vcfg = replace(cfg, **over)
+            model = copy.deepcopy(student).to(device)
+            torch.set_num_threads(vcfg.num_threads or default_threads)
+            attn = {m: m.config._attn_implementation for m in (teacher, model)}
+            apply_speed_settings(replace(vcfg, num_threads=None), teacher, model)
+            make = reference_loss if algo == "reference" else make_distill_loss
+            fn = make(teacher, vcfg, weights, mask_id, vocab)
+            try:
+                res = time_steps(model, fn, batching[batches_kind], vcfg, warmup=warmup)
+            finally:
+                torch.set_num_threads(default_threads)
+                for m, a in attn.items():
+                    m.set_attn_implementation(a)
+            res["round"] = r
+            runs[name].append(res)
+            print(f"  round {r} {name:<22} {res['real_tokens_per_s']:8.1f} real tok/s  "
+                  f"{res['seconds_per_step']:.3f} s/step  peak RSS {res['rss_peak_mb']:.0f} MB",
+                  flush=True)
+            del model, fn
+            gc.collect()
+    return _summarize(cfg, names, all_variants, runs, equal, counts["grouped"], steps)
+
+
+def _weights(pool: Any, tokenizer: Any, cfg: Config) -> torch.Tensor:
+    from .distill import corpus_weights
+
+    return corpus_weights(pool, tokenizer, cfg.mlm_smoothing)
+
+
+def _summarize(cfg: Config, names: list[str], all_variants: dict, runs: dict,
+               equal: dict, real_tokens: int, steps: int) -> dict[str, Any]:
+    rows = {}
+    base = runs["reference"]
+    for name in names:
+        rs = runs[name]
+        tps = [x["real_tokens_per_s"] for x in rs]
+        cpu_tps = [x["real_tokens_per_cpu_s"] for x in rs]
+        ratios = [x["real_tokens_per_s"] / b["real_tokens_per_s"]
+                  for x, b in zip(rs, base, strict=True)]
+        algo, batching, over = all_variants[name]
+        rows[name] = {
+            "algorithm": algo, "batching": batching, "overrides": over,
+            "real_tokens_per_s_median": statistics.median(tps),
+            "real_tokens_per_s_min": min(tps), "real_tokens_per_s_max": max(tps),
+            "real_tokens_per_s_rounds": tps,
+            "real_tokens_per_cpu_s_median": statistics.median(cpu_tps),
+            "seconds_per_step_median": statistics.median(
+                s for x in rs for s in x["step_seconds"]),
+            "speedup_vs_reference_ratio_median": statistics.median(ratios),
+            "speedup_vs_reference_ratio_min": min(ratios),
+            "speedup_vs_reference_ratio_max": max(ratios),
+            "speedup_vs_reference_cpu_ratio_median": statistics.median(
+                x["real_tokens_per_cpu_s"] / b["real_tokens_per_cpu_s"]
+                for x, b in zip(rs, base, strict=True)),
+            "padding_frac": rs[0]["padding_frac"],
+            "rss_peak_mb_max": max(x["rss_peak_mb"] for x in rs),
+            "rss_extra_mb_max": max(x["rss_extra_mb"] for x in rs),
+            "rss_peak_scope": rs[0]["rss_peak_scope"],
+            **({"cuda_peak_mb_max": max(x["cuda_peak_mb"] for x in rs)}
+               if "cuda_peak_mb" in rs[0] else {}),
+            "runs": rs,
+        }
+    return {"variants": rows, "step0_losses": equal, "steps": steps,
+            "batch_size": cfg.batch_size, "real_tokens_per_run": real_tokens,
+            "threads": torch.get_num_threads(),
+            "speedup_ours_vs_reference_median": rows["ours"]["speedup_vs_reference_ratio_median"],
+            "speedup_ours_vs_reference_min": rows["ours"]["speedup_vs_reference_ratio_min"],
+            "speedup_ours_vs_reference_max": rows["ours"]["speedup_vs_reference_ratio_max"]}
+
+
+# --------------------------------------------------------------------- tokenisation
+def tokenize_bench(cfg: Config, tokenizer: Any, max_docs: int | None = None,
+                   num_procs: Sequence[int | None] = (None, 2)) -> dict[str, Any]:
+    """Tokens per second of `data.tokenize_corpus` over the IMDb unsupervised set.
+
+    The documents are held in memory (no cache file), so `datasets.map` really runs every
+    time instead of returning its on-disk cache. Tokens are those of the produced
+    sequences ([CLS]/[SEP] included, pieces shorter than `min_seq_len` dropped).
+    """
+    import datasets
+
+    from .data import tokenize_corpus
+    from .hub import load_split
+
+    docs = load_split("imdb", "unsupervised", cfg.data_dir).select_columns(["text"])
+    if max_docs is not None:
+        docs = docs.select(range(min(max_docs, len(docs))))
+    texts = docs["text"]
+    mem = datasets.Dataset.from_dict({"text": texts})
+    chars = sum(len(t) for t in texts)
+    rows = []
+    for procs in num_procs:
+        t0 = time.perf_counter()
+        out = tokenize_corpus(mem, tokenizer, cfg.max_seq_len, cfg.min_seq_len, procs)
+        seconds = time.perf_counter() - t0
+        tokens = sum(out["length"])
+        rows.append({"num_proc": procs or 1, "docs": len(texts), "sequences": len(out),
+                     "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
+                     "docs_per_s": len(texts) / seconds, "mb_text_per_s": chars / 2**20 / seconds})
+        print(f"  tokenise {len(texts)} IMDb docs, num_proc={procs or 1}: "
+              f"{tokens / seconds:,.0f} tokens/s ({seconds:.1f} s)", flush=True)
+    return {"corpus": "imdb/unsupervised", "max_seq_len": cfg.max_seq_len,
+            "tokenizers_parallelism": os.environ.get("TOKENIZERS_PARALLELISM", "unset"),
+            "runs": rows}
+
+
+# ------------------------------------------------------------------------- models
+def load_models(cfg: Config, tokenizer: Any, teacher: str | None = None,
+                ) -> tuple[torch.nn.Module, torch.nn.Module, str]:
+    """(teacher, student, description). The teacher is `teacher`, else the profile's
+    adapted teacher if cached under results/, else the profile's teacher — with a fresh MLM
+    head if it has none (fine for timing: the head's values do not change the work)."""
+    from .distill import check_vocab
+    from .student import load_teacher, student_from_teacher, tiny_teacher
+
+    cached = cfg.out / "teacher"
+    if teacher is None and (cached / "config.json").exists():
+        model, what = load_teacher(cached), f"{cached} (adapted)"
+    else:
+        name = teacher or cfg.teacher
+        if name == "tiny":
+            model = tiny_teacher(len(tokenizer), cfg.tiny_layers, cfg.tiny_hidden,
+                                 cfg.tiny_heads, cfg.tiny_intermediate, seed=cfg.seed)
+            what = "tiny (random, built from config)"
+        else:
+            model = load_teacher(name, allow_new_head=True)
+            what = f"{name} (MLM head as loaded; random if the checkpoint has none)"
+    check_vocab(model, tokenizer)
+    student = student_from_teacher(model, cfg.student_layers)
+    return model.eval(), student, what
+
+
+# ------------------------------------------------------------------------- report
+def format_report(res: dict[str, Any]) -> str:
+    b = res["bench"]
+    lines = [f"distillation step, batch {b['batch_size']}, {b['steps']} steps x "
+             f"{len(b['variants']['ours']['runs'])} rounds, {b['real_tokens_per_run']} real "
+             f"tokens per run, {b['threads']} threads",
+             f"teacher {res['teacher']} ({res['teacher_layers']} layers), student "
+             f"{res['student_layers']} layers, attention {res['attn_implementation']}",
+             f"{'variant':<22} {'real tok/s':>11} {'(min-max)':>17} {'s/step':>7} "
+             f"{'x ref':>6} {'tok/CPU-s':>9} {'x ref':>6} {'pad%':>5} {'peak RSS MB':>11} "
+             f"{'+MB':>6}"]
+    for name, r in b["variants"].items():
+        lines.append(
+            f"{name:<22} {r['real_tokens_per_s_median']:11.1f} "
+            f"{r['real_tokens_per_s_min']:8.1f}-{r['real_tokens_per_s_max']:<8.1f} "
+            f"{r['seconds_per_step_median']:7.3f} {r['speedup_vs_reference_ratio_median']:6.2f} "
+            f"{r['real_tokens_per_cpu_s_median']:9.1f} "
+            f"{r['speedup_vs_reference_cpu_ratio_median']:6.2f} "
+            f"{100 * r['padding_frac']:5.1f} {r['rss_peak_mb_max']:11.0f} "
+            f"{r['rss_extra_mb_max']:6.0f}")
+    lines.append(f"ours vs reference, real tokens/s: x{b['speedup_ours_vs_reference_median']:.2f} "
+                 f"(median over rounds; min x{b['speedup_ours_vs_reference_min']:.2f}, "
+                 f"max x{b['speedup_ours_vs_reference_max']:.2f})")
+    eq = b["step0_losses"]
+    lines.append("step-0 losses on one batch, max relative difference to the reference "
+                 "(equal within tolerance?): " + ", ".join(
+                     f"{k} {v:.1e} ({'yes' if eq['equal'][k] else 'NO'})"
+                     for k, v in eq["max_rel_diff"].items() if k != "reference"))
+    if res.get("tokenize"):
+        for row in res["tokenize"]["runs"]:
+            lines.append(f"tokenise IMDb unsupervised ({row['docs']} docs), num_proc "
+                         f"{row['num_proc']}: {row['tokens_per_s']:,.0f} tokens/s, "
+                         f"{row['docs_per_s']:,.0f} docs/s")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ CLI
+PROFILE_DEFAULTS = {"smoke": {"steps": 3, "rounds": 1, "tokenize": True, "tokenize_docs": 300},
+                    "cpu": {"steps": 8, "rounds": 2, "tokenize": True, "tokenize_docs": None}}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """`python -m distil_utils.bench_distill`: see the module docstring."""
+    ap = argparse.ArgumentParser(description="Throughput and memory of a distillation step, "
+                                 "ours vs the reference algorithm.")
+    ap.add_argument("--profile", default="smoke")
+    ap.add_argument("--teacher", default=None, help="default: the profile's (adapted) teacher")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per run")
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved repeats")
+    ap.add_argument("--variants", default=None, help="comma-separated subset of variants")
+    ap.add_argument("--tokenize-bench", dest="tokenize", action="store_true", default=None)
+    ap.add_argument("--no-tokenize-bench", dest="tokenize", action="store_false")
+    ap.add_argument("--tokenize-docs", type=int, default=None,
+                    help="IMDb documents to tokenise (default: all for cpu, 300 for smoke)")
+    ap.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                    help="override a profile setting, e.g. -p distill_chunk_rows 512")
+    args = ap.parse_args(argv)
+    defaults = PROFILE_DEFAULTS.get(args.profile, PROFILE_DEFAULTS["smoke"])
+    cfg = get_config(args.profile, batch_size=args.batch_size, **parse_overrides(args.param))
+    steps = args.steps or defaults["steps"]
+    rounds = args.rounds or defaults["rounds"]
+    tokenize = defaults["tokenize"] if args.tokenize is None else args.tokenize
+    torch.manual_seed(cfg.seed)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = resolve_device(cfg.device)
+    tokenizer = prepare_tokenizer(cfg)
+    teacher, student, what = load_models(cfg, tokenizer, args.teacher)
+    teacher.to(device)
+    student.to(device)
+    train, _ = prepare_corpus(cfg, tokenizer)
+    names = args.variants.split(",") if args.variants else None
+    print(f"timing {steps} steps x {rounds} rounds per variant on {device} "
+          f"({torch.get_num_threads()} threads)", flush=True)
+    bench = bench_distill(cfg, teacher, student, train, tokenizer, steps=steps, rounds=rounds,
+                          names=names)
+    res: dict[str, Any] = {
+        "teacher": what, "teacher_layers": teacher.config.num_hidden_layers,
+        "student_layers": student.config.n_layers, "device": str(device),
+        "attn_implementation": {"teacher": teacher.config._attn_implementation,
+                                "student": student.config._attn_implementation},
+        "bench": bench,
+        "rss_final_mb": rss_mb(),
+    }
+    if tokenize:
+        res["tokenize"] = tokenize_bench(cfg, tokenizer, args.tokenize_docs
+                                         or defaults["tokenize_docs"])
+    print(format_report(res))
+    path = write_result(Path(cfg.out) / "bench_distill.json", res, cfg, steps=steps,
+                        rounds=rounds)
+    print(f"-> {path}")
+    return res
+
+
+if __name__ == "__main__":
+    main()
