@@ -102,8 +102,101 @@ def mlm_table(results: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(results.get("03_distill", {}).get("held_out_mlm", []))
 
 
+# The suite's own targets (the CPU reproduction and speed issues): what is compared, and how.
+TARGETS = {
+    "student keeps >= 95% of the teacher's SST-2 dev accuracy": ("sst2_retention", ">=", 95.0),
+    "student keeps >= 90% of the teacher's GLUE macro score": ("macro_retention", ">=", 90.0),
+    "student beats every ablation row on SST-2 dev": ("sst2_margin_over_ablations", ">", 0.0),
+    "student beats every ablation row on held-out MLM accuracy":
+        ("mlm_margin_over_ablations", ">", 0.0),
+    "student >= 1.8x faster than the teacher (STS-B dev, batch 1, no tokenisation)":
+        ("speedup", ">=", 1.8),
+    "student >= 1.9x faster than the teacher (same protocol)": ("speedup", ">=", 1.9),
+    **{f"{v} student >= 3x faster than the fp32 teacher (SST-2 dev, batch 1)":
+       (f"{k}_speedup", ">=", 3.0) for k, v in (("torch_int8", "int8 (torch)"),
+                                                 ("onnx_int8", "ONNX int8"))},
+    **{f"{v} student loses <= 1 point of SST-2 dev accuracy vs the fp32 student":
+       (f"{k}_accuracy_drop", "<=", 1.0) for k, v in (("torch_int8", "int8 (torch)"),
+                                                       ("onnx_int8", "ONNX int8"))},
+}
+# deploy.json row of each int8 variant
+INT8_ROWS = {"torch_int8": "student int8 (torch)", "onnx_int8": "student ONNX int8"}
+
+
+def _margin(rows: dict[str, float | None], ours: str = "triple loss") -> float | None:
+    """Our row minus the best other row (positive = ours beats every ablation)."""
+    others = [v for k, v in rows.items() if k != ours and v is not None]
+    if rows.get(ours) is None or not others:
+        return None
+    return float(rows[ours]) - max(others)
+
+
+def target_measurements(results: dict[str, Any]) -> dict[str, float | None]:
+    """The figures the targets are judged on, from the results files (None = not run)."""
+    glue = results.get("04_glue", {}).get("models", {})
+    t, s = glue.get("teacher", {}), glue.get("student", {})
+
+    def ratio(key: str) -> float | None:
+        if t.get(key) in (None, 0) or s.get(key) is None:
+            return None
+        return 100.0 * s[key] / t[key]
+
+    mlm = {r["row"]: r.get("mlm_acc") for r in results.get("03_distill", {}).get("ablation", [])}
+    speed = results.get("06_speed", {})
+    deploy = speed.get("deploy", {}).get("models", {})
+    fp32 = deploy.get("student fp32", {})
+    int8: dict[str, float | None] = {}
+    for key, row in INT8_ROWS.items():
+        r = deploy.get(row, {})
+        int8[f"{key}_speedup"] = r.get("speedup_vs_teacher")
+        int8[f"{key}_accuracy_drop"] = (fp32["accuracy"] - r["accuracy"]
+                                        if "accuracy" in fp32 and "accuracy" in r else None)
+    return {
+        "sst2_retention": ratio("sst2"), "macro_retention": ratio("score"),
+        "sst2_margin_over_ablations": _margin(results.get("04_glue", {}).get("ablation_sst2",
+                                                                            {})),
+        "mlm_margin_over_ablations": _margin(mlm),
+        "speedup": speed.get("ratios", {}).get("speedup"), **int8,
+    }
+
+
+def targets_table(results: dict[str, Any]) -> pd.DataFrame:
+    """Each target with the measured figure and whether it is met ("not run" if missing)."""
+    measured = target_measurements(results)
+    ops = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b}
+    rows = []
+    for name, (key, op, bound) in TARGETS.items():
+        value = measured.get(key)
+        met = "not run" if value is None else ("met" if ops[op](value, bound) else "MISSED")
+        rows.append({"target": name, "measured": value, "bound": f"{op} {bound:g}",
+                     "result": met})
+    return pd.DataFrame(rows)
+
+
 def summary_tables(results: dict[str, Any]) -> dict[str, pd.DataFrame]:
     """Every table of the summary notebook; empty frames where a notebook has not run."""
-    return {"glue": glue_table(results), "downstream": downstream_table(results),
-            "speed": speed_table(results), "ablation": ablation_table(results),
-            "mlm": mlm_table(results)}
+    return {"targets": targets_table(results), "glue": glue_table(results),
+            "downstream": downstream_table(results), "speed": speed_table(results),
+            "ablation": ablation_table(results), "mlm": mlm_table(results)}
+
+
+def summary_markdown(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
+    """The tables as Markdown under a header that says which run produced them."""
+    v = prov.get("versions", {})
+    head = (f"Produced by `{prov.get('command')}` (profile `{prov.get('profile')}`, seed "
+            f"{prov.get('seed')}, {prov.get('created')}; torch {v.get('torch')}, transformers "
+            f"{v.get('transformers')}). Rows marked *(paper)* are the paper's numbers, not ours.")
+    parts = [f"### {name}\n\n{table.to_markdown(index=False, floatfmt='.2f')}"
+             for name, table in tables.items() if len(table)]
+    return "\n\n".join([head, *parts]) + "\n"
+
+
+def write_summary(cfg: Any, tables: dict[str, pd.DataFrame]) -> str:
+    """`summary.md` and `summary.json` in the profile's directory, atomically; the Markdown."""
+    from .io import atomic_write, provenance, write_result
+
+    markdown = summary_markdown(tables, provenance(cfg, notebook="07_summary"))
+    atomic_write(cfg.out / "summary.md", lambda p: p.write_text(markdown))
+    write_result(cfg.out / "summary.json", {k: v.to_dict("records") for k, v in tables.items()},
+                 cfg, notebook="07_summary")
+    return markdown

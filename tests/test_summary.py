@@ -36,3 +36,30 @@ def test_summary_reads_results_files_and_adds_the_papers_rows(tmp_path):
     assert abl.loc["without L_ce", "Δ SST-2 vs triple loss"] == pytest.approx(-6.0)
     assert abl.loc["without L_ce", "Δ GLUE macro (paper)"] == pytest.approx(-2.96)
     assert tables["speed"].empty and tables["downstream"].empty
+
+
+def test_targets_are_judged_from_the_results_files(tmp_path):
+    cfg = get_config("smoke", results_dir=str(tmp_path))
+    write_result(cfg.out / "04_glue.json", {
+        "models": {"teacher": {"sst2": 90.0, "score": 80.0},
+                   "student": {"sst2": 86.0, "score": 70.0}},
+        "ablation_sst2": {"triple loss": 86.0, "without L_ce": 86.5}}, cfg)
+    write_result(cfg.out / "06_speed.json", {
+        "ratios": {"speedup": 1.85},
+        "deploy": {"models": {"student fp32": {"accuracy": 86.0},
+                              "student int8 (torch)": {"accuracy": 85.5,
+                                                       "speedup_vs_teacher": 3.2}}}}, cfg)
+    df = summary_tables(collect(cfg.out))["targets"].set_index("target")
+    result = df["result"].to_dict()
+    assert result["student keeps >= 95% of the teacher's SST-2 dev accuracy"] == "met"
+    assert result["student keeps >= 90% of the teacher's GLUE macro score"] == "MISSED"
+    assert result["student beats every ablation row on SST-2 dev"] == "MISSED"
+    assert result["student beats every ablation row on held-out MLM accuracy"] == "not run"
+    assert result["student >= 1.8x faster than the teacher (STS-B dev, batch 1, "
+                  "no tokenisation)"] == "met"
+    assert result["student >= 1.9x faster than the teacher (same protocol)"] == "MISSED"
+    int8 = [k for k in result if k.startswith("int8 (torch)")]
+    assert [result[k] for k in int8] == ["met", "met"]
+    assert all(result[k] == "not run" for k in result if k.startswith("ONNX"))
+    assert df.loc["student keeps >= 95% of the teacher's SST-2 dev accuracy",
+                  "measured"] == pytest.approx(100 * 86 / 90)
