@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -47,6 +48,9 @@ def test_results_files_carry_provenance(tmp_path):
     assert prov["profile"] == "smoke" and prov["seed"] == 42 and prov["model"] == "m"
     assert prov["versions"]["torch"] and prov["command"]
     assert not list(path.parent.glob(".*.tmp")), "temporary file left behind"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask, "not the mode open() would give"
     (cfg.out / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="bad.json"):
         read_result(cfg.out / "bad.json")
