@@ -231,7 +231,8 @@ def stratified_holdout(ds: Any, n: int, seed: int) -> tuple[Any, Any]:
 
 
 def imdb_splits(cfg: Config) -> tuple[Any, Any, str]:
-    """(train, test, where the test set came from), capped by ft_max_train / ft_max_eval.
+    """(train, test, where the test set came from), capped by imdb_max_train (else
+    ft_max_train) / ft_max_eval.
 
     The offline copy has no test split (train + unsupervised only): a stratified, seeded
     `cfg.imdb_heldout` examples of train become the test set instead, never trained on.
@@ -243,8 +244,8 @@ def imdb_splits(cfg: Config) -> tuple[Any, Any, str]:
         train, test = stratified_holdout(train, cfg.imdb_heldout, cfg.seed)
         source = (f"{cfg.imdb_heldout} examples held out of train, stratified, seed "
                   f"{cfg.seed} (no test split offline)")
-    return _subset(train, cfg.ft_max_train, cfg.seed), _subset(test, cfg.ft_max_eval,
-                                                               cfg.seed), source
+    cap = cfg.imdb_max_train if cfg.imdb_max_train is not None else cfg.ft_max_train
+    return _subset(train, cap, cfg.seed), _subset(test, cfg.ft_max_eval, cfg.seed), source
 
 
 def finetune_imdb(model_path: str, cfg: Config, seed: int, tokenizer: Any = None,
