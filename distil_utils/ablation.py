@@ -7,6 +7,7 @@ code of the main run; the "no distillation" row is the layer-skipped student sav
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from .config import Config
@@ -52,3 +53,33 @@ def run_ablations(cfg: Config, teacher: Any, tokenizer: Any, train_seqs: Any, he
                            seed=cfg.seed)
         out.append({"row": row, "name": name, **changes, "init": init, **mlm})
     return out
+
+
+def ablation_sst2(cfg: Config, student_path: str, student_glue: dict | None = None,
+                  tokenizer: Any = None) -> tuple[dict[str, float], list[str]]:
+    """SST-2 dev accuracy of every ablation row's student, all fine-tuned alike.
+
+    The rows use the profile's general fine-tuning settings (`ft_max_train`, `ft_epochs`),
+    not the per-task `ft_task_overrides` of the headline table: on the cpu profile six
+    full-train SST-2 runs would not fit the time budget. The triple-loss row reuses the
+    student's GLUE run when that run had exactly these settings. Returns the accuracies and
+    the rows whose student is missing (notebook 03 not run with its ablations).
+    """
+    from .finetune import finetune_glue
+
+    row_cfg = dataclasses.replace(cfg, ft_task_overrides={})
+    reusable = student_glue is not None and "sst2" not in cfg.ft_task_overrides \
+        and "sst2" in student_glue.get("runs", {})
+    scores: dict[str, float] = {}
+    missing: list[str] = []
+    for row in ABLATIONS:
+        path = Path(student_path) if row == "triple loss" else cfg.out / slug(row)
+        if row == "triple loss" and reusable:
+            # the same model, data and first seed as the GLUE run: reuse its number
+            scores[row] = student_glue["runs"]["sst2"][0]["accuracy"]
+        elif (path / "config.json").exists():
+            scores[row] = finetune_glue(str(path), "sst2", row_cfg, cfg.ft_seeds[0],
+                                        tokenizer=tokenizer)["accuracy"]
+        else:
+            missing.append(row)
+    return scores, missing

@@ -472,17 +472,19 @@ def adapt_teacher(teacher: torch.nn.Module, cfg: Config, tokenizer: Any, train_s
     head = [p for n, p in teacher.named_parameters() if n.startswith("cls.")]
     head_ids = {id(p) for p in head}
     body = [p for p in teacher.parameters() if id(p) not in head_ids]
-    weights = corpus_weights(train_seqs, tokenizer, cfg.mlm_smoothing)
+    weights = corpus_weights(train_seqs, tokenizer, cfg.adapt_mlm_smoothing)
     loss_fn = make_mlm_loss(cfg, weights, tokenizer.mask_token_id, len(tokenizer))
     history = train_loop(
         teacher, loss_fn, train_seqs, cfg=cfg, max_steps=cfg.adapt_steps, lr=cfg.adapt_lr,
         ckpt_path=cfg.out / "checkpoints" / "teacher_adapt.pt",
-        fingerprint=_fingerprint(cfg, "adapt"), pad_id=tokenizer.pad_token_id,
+        fingerprint=_fingerprint(cfg, "adapt", adapt_mlm_smoothing=cfg.adapt_mlm_smoothing),
+        pad_id=tokenizer.pad_token_id,
         param_groups=[{"params": body, "lr": cfg.adapt_lr},
                       {"params": head, "lr": cfg.adapt_head_lr}], desc="adapt teacher")
     after = evaluate_mlm(teacher, held_seqs, tokenizer, n_batches=cfg.eval_batches,
                          seed=cfg.seed)
     return {"before": before, "after": after, "steps": cfg.adapt_steps,
+            "mlm_smoothing": cfg.adapt_mlm_smoothing,
             "final_loss": history[-1]["loss"] if history else None}
 
 

@@ -12,6 +12,7 @@ every seed, teacher and student are trained and scored on the same examples.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import statistics
 import tempfile
@@ -58,6 +59,11 @@ def num_labels(task: str) -> int:
     return {"stsb": 1, "mnli": 3}.get(task, 2)
 
 
+def task_config(cfg: Config, task: str) -> Config:
+    """`cfg` with the task's `ft_task_overrides` applied (e.g. full SST-2 train, one epoch)."""
+    return dataclasses.replace(cfg, **cfg.ft_task_overrides.get(task, {}))
+
+
 def _check_task(task: str) -> None:
     if task not in GLUE_TASKS:
         raise ValueError(f"unknown GLUE task {task!r}; GLUE tasks are {list(GLUE_TASKS)} "
@@ -82,6 +88,7 @@ def _training_args(cfg: Config, seed: int, out: str, epochs: float,
         per_device_train_batch_size=cfg.ft_batch_size,
         per_device_eval_batch_size=EVAL_BATCH_SIZE, warmup_steps=0.1, weight_decay=0.01,
         seed=seed, data_seed=seed, save_strategy="no", eval_strategy="no",
+        train_sampling_strategy="group_by_length" if cfg.ft_group_by_length else "random",
         logging_strategy="no", report_to=[], disable_tqdm=os.environ.get("TQDM_DISABLE") == "1",
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, log_level="error", **kw)
 
@@ -90,6 +97,18 @@ def _trainer(model: torch.nn.Module, tok: Any, args: TrainingArguments, train: A
              cls: type[Trainer] = Trainer, **kw: Any) -> Trainer:
     return cls(model=model, args=args, train_dataset=train,
                data_collator=DataCollatorWithPadding(tok), processing_class=tok, **kw)
+
+
+def predict_in_order(trainer: Trainer, ds: Any) -> Any:
+    """`trainer.predict(ds).predictions`, row i for example i.
+
+    transformers 5.x's `train_sampling_strategy="group_by_length"` (`ft_group_by_length`) also
+    groups *evaluation* batches by length (`Trainer._get_eval_sampler`), which returns the
+    predictions shuffled against the labels: silently wrong scores. Evaluation is therefore
+    made sequential once training is done.
+    """
+    trainer.args.train_sampling_strategy = "sequential"
+    return trainer.predict(ds).predictions
 
 
 def _save(trainer: Trainer, tok: Any, output_dir: Path | None) -> None:
@@ -145,6 +164,8 @@ def finetune_glue(model_path: str, task: str, cfg: Config, seed: int,
     With `output_dir`, the fine-tuned model and tokenizer are saved there (save_pretrained),
     e.g. for the speed and deployment notebooks.
     """
+    _check_task(task)
+    cfg = task_config(cfg, task)
     train, evals = glue_splits(task, cfg)  # checks the task, surfaces missing splits
     tok = _tokenizer(model_path, tokenizer)
     encode = _glue_encoder(tok, task, cfg.ft_max_seq_len)
@@ -165,7 +186,7 @@ def finetune_glue(model_path: str, task: str, cfg: Config, seed: int,
         trainer.train()
         for split, ds in evals.items():
             enc = ds.map(encode, batched=True, remove_columns=ds.column_names)
-            logits = trainer.predict(enc).predictions
+            logits = predict_in_order(trainer, enc)
             preds = logits[:, 0] if regression else logits.argmax(-1)
             if task == "mnli":
                 which = split.removeprefix("validation_")  # matched / mismatched
@@ -269,7 +290,7 @@ def finetune_imdb(model_path: str, cfg: Config, seed: int, tokenizer: Any = None
     with tempfile.TemporaryDirectory() as tmp:
         trainer = _trainer(model, tok, _training_args(cfg, seed, tmp, cfg.ft_epochs), train)
         trainer.train()
-        preds = trainer.predict(enc_test).predictions.argmax(-1)
+        preds = predict_in_order(trainer, enc_test).argmax(-1)
     _save(trainer, tok, output_dir)
     return {"accuracy": glue_metrics("sst2", preds, list(test["label"]))["accuracy"],
             "test_source": source, "n_train": len(train), "n_test": len(test)}
@@ -392,7 +413,7 @@ def finetune_squad(model_path: str, cfg: Config, seed: int, teacher_qa_path: str
         keep = {"input_ids", "attention_mask", "token_type_ids"} & _forward_args(trainer.model)
         model_inputs = eval_feats.remove_columns([c for c in eval_feats.column_names
                                                   if c not in keep])
-        start, end = trainer.predict(model_inputs).predictions[:2]
+        start, end = predict_in_order(trainer, model_inputs)[:2]
     preds = postprocess(evals, eval_feats, start, end)
     _save(trainer, tok, output_dir)
     return {**squad_metrics(preds, list(evals)), "split": source, "n_train": len(train),

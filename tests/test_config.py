@@ -69,3 +69,17 @@ def test_setup_records_config_and_refuses_another_profiles_results(tmp_path):
         setup("cpu", "01_x", results_dir=str(tmp_path))
     with pytest.raises(ResultsDirError, match="teacher"):
         setup("smoke", "01_x", results_dir=str(tmp_path), teacher="bert-base-uncased")
+
+
+def test_per_task_fine_tuning_overrides_apply_to_their_task_only():
+    from distil_utils.finetune import task_config
+
+    cfg = get_config("smoke", ft_task_overrides={"sst2": {"ft_max_train": None,
+                                                          "ft_epochs": 2.0}})
+    sst2, rte = task_config(cfg, "sst2"), task_config(cfg, "rte")
+    assert (sst2.ft_max_train, sst2.ft_epochs) == (None, 2.0)
+    assert (rte.ft_max_train, rte.ft_epochs) == (cfg.ft_max_train, cfg.ft_epochs)
+    with pytest.raises(ValueError, match="not a GLUE task"):
+        get_config("smoke", ft_task_overrides={"SST-2": {"ft_epochs": 1.0}})
+    with pytest.raises(ValueError, match="only change fine-tuning settings"):
+        get_config("smoke", ft_task_overrides={"sst2": {"max_steps": 5}})

@@ -45,6 +45,32 @@ def _cfg(tmp_path, data_dir, **kw):
 
 
 # ------------------------------------------------------------------------------ GLUE
+def test_predictions_keep_dataset_order_with_length_grouping(models, tmp_path, data_dir,
+                                                            tokenizer):
+    """transformers 5.x groups eval batches by length too; our predictions must not move."""
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification
+
+    from distil_utils.finetune import _trainer, _training_args, predict_in_order
+
+    cfg = _cfg(tmp_path, data_dir)
+    assert cfg.ft_group_by_length
+    texts = [" ".join(["word"] * n) + " good" for n in (1, 30, 3, 50, 2, 40, 5, 20) * 20]
+    ds = Dataset.from_dict(dict(tokenizer(texts)))
+    model = AutoModelForSequenceClassification.from_pretrained(models / "student",
+                                                               num_labels=2).eval()
+    with torch.no_grad():  # a random tiny head barely tells inputs apart: magnify it
+        model.classifier.weight.mul_(1000)
+    trainer = _trainer(model, tokenizer, _training_args(cfg, 0, str(tmp_path), 1.0), ds)
+    got = predict_in_order(trainer, ds)
+    with torch.no_grad():
+        want = [model(**tokenizer(t, return_tensors="pt")).logits[0].numpy() for t in texts]
+    want = np.stack(want)
+    spread = float(np.ptp(want[:, 0]))
+    assert spread > 0.01, "inputs too alike to show an order change"
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-3 * spread)
+
+
 def test_glue_classification_and_regression_save_loadable_models(models, tmp_path, data_dir):
     from transformers import AutoModelForSequenceClassification
 
