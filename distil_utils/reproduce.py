@@ -387,7 +387,7 @@ def _run_or_skip(path: Path, out: Path, injected: dict[str, Any], kernel: str | 
                  log: dict[str, Any], command: str, skip_done: bool) -> dict[str, Any]:
     executed = out / "notebooks" / path.name
     digest = _sha256(path)
-    previous = log["runs"].get(path.name)
+    previous = _read_log(log["path"])["runs"].get(path.name)  # another runner may have run it
     if skip_done and _is_done(previous, executed, injected, digest):
         return {**previous, "status": "skipped"}
     record = {"notebook": path.name, "status": "running", "seconds": None,
@@ -489,7 +489,12 @@ def _read_log(path: Path) -> dict[str, Any]:
 
 
 def _log(out: Path, log: dict[str, Any], record: dict[str, Any]) -> None:
-    """Update one notebook's record and rewrite the log atomically (others are kept)."""
+    """Update one notebook's record and rewrite the log atomically (others are kept).
+
+    The file is read again first, so that two runners on one results folder (e.g. `--only 05`
+    beside a run busy with 04) keep each other's records instead of the last writer's view.
+    """
+    log["runs"] = _read_log(log["path"])["runs"]
     log["runs"][record["notebook"]] = dict(record)
     write_json(log["path"], {"profile": out.name,
                              "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -163,6 +163,18 @@ def test_bad_arguments_are_clear_errors(suite_dir, tmp_path, kwargs, match):
         run_suite(notebooks_dir=suite_dir, results_dir=str(tmp_path), quiet=True, **kwargs)
 
 
+def test_two_runners_on_one_folder_keep_each_others_records(tmp_path):
+    from distil_utils.reproduce import _log, _read_log
+
+    path = tmp_path / "smoke" / "reproduce_log.json"
+    path.parent.mkdir()
+    first, second = _read_log(path), _read_log(path)  # both runners start on an empty log
+    _log(path.parent, second, {"notebook": "05_x.ipynb", "status": "ok"})
+    _log(path.parent, first, {"notebook": "04_x.ipynb", "status": "ok"})
+    runs = {r["notebook"]: r["status"] for r in json.loads(path.read_text())["runs"]}
+    assert runs == {"04_x.ipynb": "ok", "05_x.ipynb": "ok"}
+
+
 def test_find_notebooks_order_and_only(suite_dir):
     names = [p.name for p in find_notebooks(suite_dir)]
     assert names == ["01_first.ipynb", "02_check.ipynb", "03_last.ipynb"]
