@@ -387,13 +387,16 @@ def _run_or_skip(path: Path, out: Path, injected: dict[str, Any], kernel: str | 
                  log: dict[str, Any], command: str, skip_done: bool) -> dict[str, Any]:
     executed = out / "notebooks" / path.name
     digest = _sha256(path)
+    settings = profile_digest(out.name)
     previous = _read_log(log["path"])["runs"].get(path.name)  # another runner may have run it
-    if skip_done and _is_done(previous, executed, injected, digest):
+    if skip_done and _is_done(previous, executed, injected, digest) \
+            and previous.get("profile_sha256") == settings:
         return {**previous, "status": "skipped"}
     record = {"notebook": path.name, "status": "running", "seconds": None,
               "parameters": _jsonable(injected), "executed": str(executed),
-              "source_sha256": digest, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "command": command, "versions": _versions()}
+              "source_sha256": digest, "profile_sha256": settings,
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command,
+              "versions": _versions()}
     _log(out, log, record)  # an interrupted run leaves "running", never a stale "ok"
     executed.unlink(missing_ok=True)  # never blame an old copy for a new failure
     t0 = time.perf_counter()
@@ -513,6 +516,22 @@ def _versions() -> dict[str, str]:
 def _jsonable(obj: Any) -> Any:
     """`obj` as it reads back from JSON (tuples become lists), for comparing with the log."""
     return json.loads(json.dumps(obj, default=str))
+
+
+def profile_digest(profile: str) -> str:
+    """A digest of the profile's settings in `config.py` (machine paths left out).
+
+    `--skip-done` compares it, so a notebook run under other settings (an edited profile) is
+    run again instead of being reused with numbers those settings did not produce.
+    """
+    from .config import get_config
+
+    if profile not in PROFILES:
+        return ""
+    cfg = get_config(profile).to_dict()
+    for key in ("data_dir", "results_dir", "device"):
+        cfg.pop(key, None)
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _sha256(path: Path) -> str:

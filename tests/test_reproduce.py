@@ -115,6 +115,18 @@ def test_skip_done_skips_only_what_is_done_with_the_same_parameters(first_run, s
 
 
 @pytest.mark.slow
+def test_skip_done_reruns_what_an_edited_profile_would_change(first_run, suite_dir,
+                                                              monkeypatch):
+    from distil_utils.config import PROFILES
+
+    res, _ = first_run
+    monkeypatch.setitem(PROFILES, "smoke", {**PROFILES["smoke"], "max_steps": 13})
+    again = run_suite("smoke", only=["02"], params={"X": 3}, notebooks_dir=suite_dir,
+                      results_dir=str(res), skip_done=True, quiet=True)
+    assert [r["status"] for r in again] == ["ok"]
+
+
+@pytest.mark.slow
 def test_failure_names_notebook_and_cell_keeps_copy_and_stops(suite_dir, tmp_path):
     with pytest.raises(SuiteError) as info:
         run_suite("smoke", only=["02", "03"], params={"X": 9}, notebooks_dir=suite_dir,
