@@ -550,7 +550,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="override a profile setting, e.g. -p distill_chunk_rows 512")
     args = ap.parse_args(argv)
     defaults = PROFILE_DEFAULTS.get(args.profile, PROFILE_DEFAULTS["smoke"])
-    cfg = get_config(args.profile, batch_size=args.batch_size, **parse_overrides(args.param))
+    over = parse_overrides(args.param)
+    cfg = get_config(args.profile, batch_size=args.batch_size,
+                     explicit_none=tuple(k for k, v in over.items() if v is None), **over)
     steps = args.steps or defaults["steps"]
     rounds = args.rounds or defaults["rounds"]
     tokenize = defaults["tokenize"] if args.tokenize is None else args.tokenize

@@ -190,11 +190,13 @@ _TUPLE_FIELDS = {f.name for f in dataclasses.fields(Config) if "tuple" in str(f.
 FT_FIELDS = {f.name for f in dataclasses.fields(Config) if f.name.startswith("ft_")}
 
 
-def get_config(profile: str = "smoke", **overrides: Any) -> Config:
+def get_config(profile: str = "smoke", *, explicit_none: tuple[str, ...] = (),
+               **overrides: Any) -> Config:
     """The profile's settings with `overrides` applied; unknown keys are an error.
 
     `None` overrides are ignored so that a notebook's parameters cell can leave a setting to
-    the profile by writing `None`.
+    the profile by writing `None`; the settings named in `explicit_none` are set to None
+    instead (the command line's `-p mlm_smoothing None`).
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
@@ -209,7 +211,7 @@ def get_config(profile: str = "smoke", **overrides: Any) -> Config:
     values.update(PROFILES[profile])
     if os.environ.get(DATA_ENV):
         values["data_dir"] = os.environ[DATA_ENV]
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    values.update({k: v for k, v in overrides.items() if v is not None or k in explicit_none})
     for name in _TUPLE_FIELDS & set(values):
         if isinstance(values[name], list):
             values[name] = tuple(values[name])

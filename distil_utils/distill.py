@@ -561,7 +561,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--init", default="skip", choices=["skip", "random"])
     ap.add_argument("--stop-at", type=int, default=None, help="stop after this step (resumable)")
     args = ap.parse_args(argv)
-    cfg = get_config(args.profile, **parse_overrides(args.param))
+    over = parse_overrides(args.param)
+    cfg = get_config(args.profile, explicit_none=tuple(k for k, v in over.items() if v is None),
+                     **over)
     torch.manual_seed(cfg.seed)
     tokenizer = prepare_tokenizer(cfg)
     train, held = prepare_corpus(cfg, tokenizer)

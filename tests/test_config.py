@@ -83,3 +83,9 @@ def test_per_task_fine_tuning_overrides_apply_to_their_task_only():
         get_config("smoke", ft_task_overrides={"SST-2": {"ft_epochs": 1.0}})
     with pytest.raises(ValueError, match="only change fine-tuning settings"):
         get_config("smoke", ft_task_overrides={"sst2": {"max_steps": 5}})
+
+
+def test_command_line_none_reaches_the_setting_but_notebook_none_leaves_the_profile():
+    assert get_config("cpu", mlm_smoothing=None).mlm_smoothing == 0.7  # notebook: profile's
+    assert get_config("cpu", explicit_none=("mlm_smoothing",),
+                      mlm_smoothing=None).mlm_smoothing is None  # -p mlm_smoothing None
