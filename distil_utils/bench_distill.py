@@ -53,13 +53,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .config import Config, get_config
+from .config import Config
 from .data import batch_stream, collate
 from .distill import (
     LossFn,
     apply_speed_settings,
+    config_from_cli,
     make_distill_loss,
-    parse_overrides,
     prepare_corpus,
     prepare_tokenizer,
     resolve_device,
@@ -550,9 +550,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="override a profile setting, e.g. -p distill_chunk_rows 512")
     args = ap.parse_args(argv)
     defaults = PROFILE_DEFAULTS.get(args.profile, PROFILE_DEFAULTS["smoke"])
-    over = parse_overrides(args.param)
-    cfg = get_config(args.profile, batch_size=args.batch_size,
-                     explicit_none=tuple(k for k, v in over.items() if v is None), **over)
+    cfg = config_from_cli(args.profile, args.param, batch_size=args.batch_size)
     steps = args.steps or defaults["steps"]
     rounds = args.rounds or defaults["rounds"]
     tokenize = defaults["tokenize"] if args.tokenize is None else args.tokenize

@@ -541,6 +541,16 @@ def run_distillation(cfg: Config, teacher: torch.nn.Module, tokenizer: Any, trai
 
 
 # ------------------------------------------------------------------------ command line
+def config_from_cli(profile: str, pairs: list[list[str]] | None, **fixed: Any) -> Config:
+    """The profile's config with `-p key value` pairs applied; `-p key None` sets None.
+
+    `fixed` are the command's own options, where None means "the profile's value".
+    """
+    over = parse_overrides(pairs)
+    return get_config(profile, explicit_none=tuple(k for k, v in over.items() if v is None),
+                      **fixed, **over)
+
+
 def parse_overrides(pairs: list[list[str]] | None) -> dict[str, Any]:
     """`-p key value` pairs; values are Python literals when they parse as one."""
     out: dict[str, Any] = {}
@@ -561,9 +571,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--init", default="skip", choices=["skip", "random"])
     ap.add_argument("--stop-at", type=int, default=None, help="stop after this step (resumable)")
     args = ap.parse_args(argv)
-    over = parse_overrides(args.param)
-    cfg = get_config(args.profile, explicit_none=tuple(k for k, v in over.items() if v is None),
-                     **over)
+    cfg = config_from_cli(args.profile, args.param)
     torch.manual_seed(cfg.seed)
     tokenizer = prepare_tokenizer(cfg)
     train, held = prepare_corpus(cfg, tokenizer)

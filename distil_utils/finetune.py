@@ -164,7 +164,6 @@ def finetune_glue(model_path: str, task: str, cfg: Config, seed: int,
     With `output_dir`, the fine-tuned model and tokenizer are saved there (save_pretrained),
     e.g. for the speed and deployment notebooks.
     """
-    _check_task(task)
     cfg = task_config(cfg, task)
     train, evals = glue_splits(task, cfg)  # checks the task, surfaces missing splits
     tok = _tokenizer(model_path, tokenizer)

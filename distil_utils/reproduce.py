@@ -389,8 +389,7 @@ def _run_or_skip(path: Path, out: Path, injected: dict[str, Any], kernel: str | 
     digest = _sha256(path)
     settings = profile_digest(out.name)
     previous = _read_log(log["path"])["runs"].get(path.name)  # another runner may have run it
-    if skip_done and _is_done(previous, executed, injected, digest) \
-            and previous.get("profile_sha256") == settings:
+    if skip_done and _is_done(previous, executed, injected, digest, settings):
         return {**previous, "status": "skipped"}
     record = {"notebook": path.name, "status": "running", "seconds": None,
               "parameters": _jsonable(injected), "executed": str(executed),
@@ -426,11 +425,13 @@ def _execute(path: Path, executed: Path, injected: dict[str, Any], kernel: str |
 
 
 def _is_done(previous: dict[str, Any] | None, executed: Path, injected: dict[str, Any],
-             digest: str) -> bool:
-    """Completed before with these parameters, from this source, and the copy is still there."""
+             digest: str, settings: str) -> bool:
+    """Completed before with these parameters, from this source, under these profile
+    settings, and the copy is still there."""
     return bool(previous) and previous.get("status") == "ok" and executed.exists() \
         and previous.get("parameters") == _jsonable(injected) \
-        and previous.get("source_sha256") == digest
+        and previous.get("source_sha256") == digest \
+        and previous.get("profile_sha256") == settings
 
 
 def _describe_failure(err: BaseException, source: Path,
@@ -526,8 +527,6 @@ def profile_digest(profile: str) -> str:
     """
     from .config import get_config
 
-    if profile not in PROFILES:
-        return ""
     cfg = get_config(profile).to_dict()
     for key in ("data_dir", "results_dir", "device"):
         cfg.pop(key, None)
