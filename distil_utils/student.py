@@ -17,6 +17,7 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, DistilBertConfig, DistilBertForMaskedLM
 
 from .hub import resolve_model
+from .io import default_file_mode
 
 # The reference extraction script's choice for a 12-layer teacher.
 PAPER_LAYERS_12 = (0, 2, 4, 7, 9, 11)
@@ -240,6 +241,10 @@ def save_model(model: torch.nn.Module, tokenizer: Any, path: str | Path) -> Path
     model.save_pretrained(tmp)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
+    # safetensors writes its file owner-only (0600); a shared results folder needs it readable.
+    for file in tmp.iterdir():
+        if file.is_file():
+            file.chmod(default_file_mode())
     if path.exists():
         old = path.with_name(f".{path.name}.old")
         if old.exists():

@@ -7,6 +7,7 @@ import torch
 from conftest import make_tiny_bert
 from transformers import DistilBertForMaskedLM, pipeline
 
+from distil_utils.io import default_file_mode
 from distil_utils.student import (
     check_layers,
     copy_report,
@@ -106,6 +107,8 @@ def test_saved_student_loads_with_from_pretrained_and_fill_mask(tmp_path, tokeni
     fill = pipeline("fill-mask", model=str(path), tokenizer=str(path))
     out = fill("the cat sat on the [MASK].")
     assert len(out) == 5 and all("token_str" in o for o in out)
+    # readable like any other written file, not owner-only as safetensors leaves it
+    assert {f.stat().st_mode & 0o777 for f in path.iterdir()} == {default_file_mode()}
 
 
 def test_load_teacher_errors_name_the_problem(tmp_path, tokenizer):
