@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -157,7 +158,9 @@ def test_command_line_runs_the_pipeline(tmp_path, corpus_file, capsys):
           f"('{corpus_file}',)", "-p", "corpus_max_docs", "None", "-p", "heldout_docs", "10",
           "-p", "max_steps", "3", "-p", "adapt_steps", "2", "-p", "max_seq_len", "32"])
     out = capsys.readouterr().out
-    assert "step 3: loss" in out
+    assert "step 3: loss" in out and "held-out masked-token accuracy" in out
+    run = json.loads((tmp_path / "smoke" / "student_run.json").read_text())
+    assert run["metrics"]["n_masked"] > 0 and 0 <= run["metrics"]["mlm_acc"] <= 100
     assert (tmp_path / "smoke" / "student" / "config.json").exists()
     assert (tmp_path / "smoke" / "teacher" / "config.json").exists()
     assert (tmp_path / "smoke" / "teacher_adaptation.json").exists()
