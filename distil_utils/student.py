@@ -242,9 +242,10 @@ def save_model(model: torch.nn.Module, tokenizer: Any, path: str | Path) -> Path
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
     # safetensors writes its file owner-only (0600); a shared results folder needs it readable.
+    mode = default_file_mode()
     for file in tmp.iterdir():
         if file.is_file():
-            file.chmod(default_file_mode())
+            file.chmod(mode)
     if path.exists():
         old = path.with_name(f".{path.name}.old")
         if old.exists():
