@@ -86,10 +86,10 @@ def test_per_task_fine_tuning_overrides_apply_to_their_task_only():
 
 
 def test_command_line_none_reaches_the_setting_but_notebook_none_leaves_the_profile():
-    assert get_config("cpu", mlm_smoothing=None).mlm_smoothing == 0.7  # notebook: profile's
-    assert get_config("cpu", explicit_none=("mlm_smoothing",),
+    assert get_config("smoke", mlm_smoothing=None).mlm_smoothing == 0.7  # notebook: profile's
+    assert get_config("smoke", explicit_none=("mlm_smoothing",),
                       mlm_smoothing=None).mlm_smoothing is None  # -p mlm_smoothing None
     from distil_utils.distill import config_from_cli
 
-    cli = config_from_cli("cpu", [["mlm_smoothing", "None"]], batch_size=None)
-    assert cli.mlm_smoothing is None and cli.batch_size == get_config("cpu").batch_size
+    cli = config_from_cli("smoke", [["mlm_smoothing", "None"]], batch_size=None)
+    assert cli.mlm_smoothing is None and cli.batch_size == get_config("smoke").batch_size
