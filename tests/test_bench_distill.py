@@ -194,7 +194,7 @@ def test_host_memory_stays_flat_over_many_steps(tmp_path, tokenizer):
     assert growth < 50, f"RSS grew {growth:.1f} MB over 160 steps: {after_warmup}"
 
 
-def test_command_line_smoke_profile(tmp_path, capsys):
+def test_command_line_smoke_profile(tmp_path, capsys, data_dir):  # reads the IMDb mirror
     res = main(["--profile", "smoke", "--steps", "2", "--rounds", "1", "--batch-size", "4",
                 "--tokenize-docs", "40", "-p", "results_dir", str(tmp_path)])
     out = capsys.readouterr().out
