@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import math
 import os
 import time
 from collections.abc import Callable
@@ -26,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import Config, get_config
 from .data import batch_stream, load_corpus, tokenize_corpus
 from .io import write_result
@@ -92,11 +94,17 @@ def train_loop(model: torch.nn.Module, loss_fn: LossFn, train_seqs: Any, *, cfg:
     fingerprint = {**fingerprint, "max_steps": max_steps, "world": world}
     if ckpt_path.exists():
         state = load_checkpoint(ckpt_path, fingerprint)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            if state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise CheckpointError(
+                f"checkpoint {ckpt_path} does not fit this model ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:200]}). Delete it to start this run afresh, or "
+                "resume with the settings that wrote it.") from err
         torch.set_rng_state(state["torch_rng"])
         step, position, history = state["step"], state["position"], state["history"]
     end = max_steps if stop_at is None else min(stop_at, max_steps)
@@ -117,15 +125,18 @@ def train_loop(model: torch.nn.Module, loss_fn: LossFn, train_seqs: Any, *, cfg:
             _, batch = next(stream)
             tokens += int(batch["attention_mask"].sum())
             sync = micro == cfg.grad_accum - 1 or world == 1
-            ctx = wrapped.no_sync() if not sync else _nullcontext()
+            ctx = wrapped.no_sync() if not sync else contextlib.nullcontext()
             with ctx:
                 out = loss_fn(wrapped, batch, gen)
                 scaler.scale(out["loss"] / cfg.grad_accum).backward()
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) / cfg.grad_accum
         position += cfg.grad_accum * world
+        check_finite(sums, step + 1, desc)  # before the step: nothing non-finite is saved
         scaler.unscale_(opt)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        if not fp16_scaling:  # the fp16 scaler skips inf steps by design; nothing else may
+            check_finite({"grad_norm": float(grad_norm)}, step + 1, desc)
         scaler.step(opt)
         scaler.update()
         sched.step()
@@ -151,12 +162,18 @@ def train_loop(model: torch.nn.Module, loss_fn: LossFn, train_seqs: Any, *, cfg:
     return history
 
 
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
+class NonFiniteLossError(FloatingPointError):
+    """A loss term or the gradient norm became NaN or infinite: the run cannot be right."""
 
-    def __exit__(self, *exc: Any) -> None:
-        return None
+
+def check_finite(values: dict[str, float], step: int, desc: str) -> None:
+    """Stop at the first non-finite term, naming the step and the term, before any save."""
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    if bad:
+        raise NonFiniteLossError(
+            f"{desc}: {', '.join(f'{k}={values[k]}' for k in bad)} at step {step}; nothing "
+            "was saved for this step. Check the teacher's weights and the settings lr, "
+            "temperature, alpha_* and distill_autocast (fp16 without loss scaling overflows).")
 
 
 # ------------------------------------------------------------------------ the losses
@@ -171,7 +188,7 @@ def apply_speed_settings(cfg: Config, *models: torch.nn.Module) -> None:
 
 def _autocast(cfg: Config, device: torch.device) -> Any:
     if cfg.distill_autocast is None:
-        return _nullcontext()
+        return contextlib.nullcontext()
     dtype = torch.bfloat16 if cfg.distill_autocast == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
 
