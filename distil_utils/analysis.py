@@ -101,15 +101,68 @@ def attention_map(model: torch.nn.Module, tokenizer: Any, text: str, layer: int,
 
 
 @torch.inference_mode()
-def fill_mask(model: torch.nn.Module, tokenizer: Any, text: str, k: int = 5) -> list[dict]:
-    """Top-k predictions for the first [MASK] of `text` (what `pipeline("fill-mask")` does,
-    kept as a function so the widget and the static call use the same code)."""
+def fill_masks(model: torch.nn.Module, tokenizer: Any, text: str, k: int = 5) -> list[list[dict]]:
+    """Top-k predictions for every [MASK] of `text`, in order (what `pipeline("fill-mask")`
+    returns, each mask predicted with the others left masked), as a function so the widget
+    and the static call use the same code."""
     if tokenizer.mask_token not in text:
         raise ValueError(f"the text has no {tokenizer.mask_token} token to fill: {text!r}")
-    enc = tokenizer(text, return_tensors="pt")
-    pos = (enc["input_ids"][0] == tokenizer.mask_token_id).nonzero()[0, 0]
-    probs = model(**{k_: v for k_, v in enc.items() if k_ != "token_type_ids"}
-                  ).logits[0, pos].softmax(-1)
-    top = probs.topk(k)
-    return [{"token": tokenizer.convert_ids_to_tokens(int(i)), "score": float(s)}
-            for s, i in zip(top.values, top.indices, strict=True)]
+    enc = tokenizer(text, return_tensors="pt", truncation=True)
+    positions = (enc["input_ids"][0] == tokenizer.mask_token_id).nonzero()[:, 0]
+    if not len(positions):
+        raise ValueError(f"every {tokenizer.mask_token} of the text is past the model's "
+                         f"{tokenizer.model_max_length} tokens")
+    device = next(model.parameters()).device  # a student may still sit on the GPU
+    logits = model(**{k_: v.to(device) for k_, v in enc.items()
+                      if k_ != "token_type_ids"}).logits[0].cpu()
+    out = []
+    for pos in positions:
+        top = logits[pos].softmax(-1).topk(k)
+        out.append([{"token": tokenizer.convert_ids_to_tokens(int(i)), "score": float(s)}
+                    for s, i in zip(top.values, top.indices, strict=True)])
+    return out
+
+
+def fill_mask(model: torch.nn.Module, tokenizer: Any, text: str, k: int = 5) -> list[dict]:
+    """Top-k predictions for the first [MASK] of `text`."""
+    return fill_masks(model, tokenizer, text, k)[0]
+
+
+def fill_mask_table(models: dict[str, torch.nn.Module], tokenizer: Any, text: str,
+                    k: int = 5) -> Any:
+    """Models side by side on every [MASK]: one row per (mask, rank), for each model its
+    token and probability (%)."""
+    import pandas as pd
+
+    preds = {name: fill_masks(m, tokenizer, text, k) for name, m in models.items()}
+    rows = []
+    for mask in range(len(next(iter(preds.values())))):
+        for rank in range(k):
+            row: dict[str, Any] = {"[MASK]": mask + 1, "rank": rank + 1}
+            for name, p in preds.items():
+                row[f"{name}: token"] = p[mask][rank]["token"]
+                row[f"{name}: p (%)"] = round(100 * p[mask][rank]["score"], 1)
+            rows.append(row)
+    return pd.DataFrame(rows).set_index(["[MASK]", "rank"])
+
+
+def classify_timed(pipes: dict[str, Any], text: str, repeats: int = 5) -> Any:
+    """Each text-classification pipeline's label, confidence (%) and median latency (ms) on
+    `text` (one warm-up call first, batch size 1, tokenisation included)."""
+    import statistics
+    import time
+
+    import pandas as pd
+
+    rows = []
+    for name, pipe in pipes.items():
+        pred = pipe(text)[0]
+        times = []
+        for _ in range(max(1, repeats)):
+            t0 = time.perf_counter()
+            pipe(text)
+            times.append(time.perf_counter() - t0)
+        rows.append({"model": name, "label": pred["label"],
+                     "confidence (%)": round(100 * pred["score"], 1),
+                     "latency (ms, median)": round(1000 * statistics.median(times), 2)})
+    return pd.DataFrame(rows).set_index("model")

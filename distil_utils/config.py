@@ -183,12 +183,40 @@ PROFILES: dict[str, dict[str, Any]] = {
         bench_max_examples=None, bench_repeats=5,
         bench_batch_sizes=(1, 8, 32), bench_seq_lens=(32, 128, 512), data_dir=None,
     ),
-    # mybinder.org gives 2 GB of RAM: the smoke settings, a little larger.
+    # One free Colab GPU (a T4, 16 GB) for about an hour, online: the real bert-base-uncased
+    # teacher from the Hub and the paper's 6-of-12 student, on a corpus that downloads in
+    # minutes (IMDb unsupervised + WikiText-2, not the 20 GB Wikipedia); GLUE on the five
+    # small tasks, MNLI/QNLI/QQP left out for time. An estimate from FLOP counts, not a
+    # measured run: distillation at 32 x 128 tokens is ~2.5 TFLOP a step, five runs (main +
+    # four ablations) of 800 steps; fine-tuning runs in float32.
+    "colab": dict(
+        teacher="bert-base-uncased", tokenizer=None, corpus=("imdb", "wikitext"),
+        corpus_max_docs=60000, heldout_docs=500, max_seq_len=128, min_seq_len=12,
+        student_layers=(0, 2, 4, 7, 9, 11), adapt_steps=0, batch_size=32, max_steps=800,
+        lr=5e-4, mlm_smoothing=None, checkpoint_every=200, log_every=50, eval_batches=30,
+        glue_tasks=("sst2", "cola", "mrpc", "stsb", "rte"), ft_epochs=3.0, ft_lr=5e-5,
+        ft_batch_size=32, ft_max_seq_len=128, ft_max_train=None, ft_max_eval=None,
+        ft_task_overrides={"sst2": {"ft_max_train": 20000, "ft_epochs": 1.0}},
+        ft_seeds=(42,), imdb_max_train=5000, ft_group_by_length=True, squad_max_seq_len=384,
+        squad_doc_stride=128, squad_epochs=1.0, squad_max_train=8000, squad_max_eval=2000,
+        bench_max_examples=300, bench_repeats=3, bench_batch_sizes=(1, 8, 32),
+        bench_seq_lens=(32, 128, 256), data_dir=None,
+    ),
+    # mybinder.org gives 2 GB of RAM and no GPU: the smoke settings, a little larger, all
+    # seven notebooks in minutes (tests/test_binder.py runs them and bounds the kernels'
+    # memory). The tiny random teacher must be adapted (adapt_steps > 0) to be saved under
+    # results/binder/teacher, where notebooks 04-06 find it; unadapted it fills masks with
+    # random WordPieces and "tiny" would reach from_pretrained as a Hub name.
     "binder": dict(
-        teacher="tiny", tokenizer="minilm", corpus=("wikitext",),
-        corpus_max_docs=1000, heldout_docs=50, max_seq_len=64, batch_size=8, max_steps=60,
-        checkpoint_every=20, glue_tasks=("sst2",), ft_max_train=500, ft_max_eval=200,
-        ft_seeds=(42,), squad_max_train=64, squad_max_eval=64, bench_max_examples=50,
+        teacher="tiny", tokenizer="minilm", corpus=("wikitext",), tiny_hidden=128,
+        tiny_intermediate=256, corpus_max_docs=1500, heldout_docs=60, max_seq_len=64,
+        min_seq_len=8, adapt_steps=150, adapt_lr=2e-3, adapt_head_lr=2e-3, batch_size=8,
+        max_steps=60, checkpoint_every=20, log_every=10, eval_batches=4,
+        glue_tasks=("sst2", "stsb"), ft_epochs=1.0, ft_lr=5e-4, ft_batch_size=16,
+        ft_max_seq_len=64, ft_max_train=400, ft_max_eval=200, ft_seeds=(42,),
+        imdb_heldout=100, imdb_max_train=200, squad_max_seq_len=128, squad_doc_stride=64,
+        squad_epochs=1.0, squad_max_train=48, squad_max_eval=48, bench_max_examples=40,
+        bench_repeats=2, bench_batch_sizes=(1, 8), bench_seq_lens=(16, 64),
     ),
 }
 

@@ -38,6 +38,7 @@ from .config import GLUE_TASKS, Config
 from .hub import load_split, load_tokenizer, local_files, resolve_model
 from .io import write_result
 from .metrics import glue_macro_score, glue_metrics, squad_metrics, task_score
+from .modelcard import label_kwargs
 from .paper import GLUE_COLUMNS, TABLE1_GLUE, TABLE2_DOWNSTREAM
 from .squad import article_split, eval_features, postprocess, train_features
 
@@ -177,7 +178,7 @@ def finetune_glue(model_path: str, task: str, cfg: Config, seed: int,
                       remove_columns=[c for c in train.column_names if c != "label"])
     set_seed(seed)  # before the model: the fresh head's initialisation is part of the seed
     model = AutoModelForSequenceClassification.from_pretrained(
-        resolve_model(model_path), num_labels=num_labels(task),
+        resolve_model(model_path), num_labels=num_labels(task), **label_kwargs(task),
         problem_type="regression" if regression else "single_label_classification")
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -285,7 +286,8 @@ def finetune_imdb(model_path: str, cfg: Config, seed: int, tokenizer: Any = None
     enc_test = test.map(encode, batched=True, remove_columns=test.column_names)
     set_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(resolve_model(model_path),
-                                                               num_labels=2)
+                                                               num_labels=2,
+                                                               **label_kwargs("imdb"))
     with tempfile.TemporaryDirectory() as tmp:
         trainer = _trainer(model, tok, _training_args(cfg, seed, tmp, cfg.ft_epochs), train)
         trainer.train()

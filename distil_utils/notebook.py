@@ -84,3 +84,49 @@ def save_figure(fig: Any, cfg: Config, name: str) -> list[Path]:
     for p in paths:
         fig.savefig(p, bbox_inches="tight", dpi=120 if p.suffix == ".png" else None)
     return paths
+
+
+def batch_run() -> bool:
+    """True in a kernel that `python -m distil_utils.reproduce` (papermill) started."""
+    return bool(os.environ.get("DISTIL_COMMAND"))
+
+
+def quiet_progress() -> None:
+    """Keep executed notebooks readable: no per-file bars from datasets (map, casting),
+    transformers (loading and writing weights) or Trainer.
+
+    In a batch run (papermill) every progress bar would be saved as frozen "0%" text, so
+    tqdm is switched off too; call this before the suite's modules are imported (the set-up
+    cell's first line): they bind `tqdm.auto.tqdm`, and tqdm reads TQDM_DISABLE, at import.
+    Trainer then falls back to printing its final metrics as a raw dict, which is silenced
+    as well: the notebook prints its own rounded tables. Interactive kernels keep tqdm's
+    and Trainer's live bars.
+    """
+    if batch_run():
+        os.environ["TQDM_DISABLE"] = "1"
+        import tqdm.auto
+
+        class _Off(tqdm.auto.tqdm):  # also for loops that pass disable=False explicitly
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **{**kwargs, "disable": True})
+
+        tqdm.auto.tqdm = _Off
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    if batch_run():
+        import transformers.trainer as trainer_module
+
+        # Trainer picks PrinterCallback (print(logs)) when tqdm is disabled; a bare
+        # TrainerCallback does nothing.
+        trainer_module.PrinterCallback = transformers.TrainerCallback
+
+
+def relative(path: Any, cfg: Config) -> str:
+    """`path` as `results/<profile>/...` (no machine path in an executed notebook)."""
+    try:
+        return str(Path("results") / Path(path).resolve().relative_to(cfg.out.resolve().parent))
+    except ValueError:
+        return Path(str(path)).name if Path(str(path)).is_absolute() else str(path)

@@ -241,6 +241,9 @@ def save_model(model: torch.nn.Module, tokenizer: Any, path: str | Path) -> Path
     model.save_pretrained(tmp)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
+    from .modelcard import write_model_card  # README.md: base model, data, metrics
+
+    write_model_card(tmp, model.config)
     # safetensors writes its file owner-only (0600); a shared results folder needs it readable.
     mode = default_file_mode()
     for file in tmp.iterdir():

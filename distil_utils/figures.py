@@ -1,0 +1,248 @@
+"""The notebooks' figures: labelled axes with units, the paper's values marked where we
+compare with them, bars from zero, layers numbered from 0 as `student_layers` numbers them.
+
+Each function takes the numbers a notebook computed (or read from a results file) and
+returns a matplotlib figure; the notebook saves it with `notebook.save_figure` and shows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .paper import TABLE1_GLUE, TABLE2_DOWNSTREAM, TABLE3_SPEED, TABLE4_ABLATION
+
+PAPER_MARK = dict(marker="D", color="black", linestyle="none", markersize=6, zorder=5)
+TASK_NAMES = {"score": "macro", "cola": "CoLA", "mnli": "MNLI", "mrpc": "MRPC",
+              "qnli": "QNLI", "qqp": "QQP", "rte": "RTE", "sst2": "SST-2", "stsb": "STS-B",
+              "wnli": "WNLI", "imdb": "IMDb acc", "squad_em": "SQuAD EM", "squad_f1": "SQuAD F1"}
+LOSS_NAMES = {"loss": ("total (weighted sum)", "loss"),
+              "ce": ("$L_{ce}$: KL(teacher ‖ student) × T²", "nats per token"),
+              "mlm": ("$L_{mlm}$: masked-LM cross-entropy", "nats per masked token"),
+              "cos": ("$L_{cos}$: 1 − cos(h_s, h_t)", "1 − cosine")}
+
+
+def layer_labels(n_hidden_states: int) -> list[str]:
+    """Tick labels of the hidden states: "emb" (embeddings output), then layers 0, 1, ..."""
+    return ["emb"] + [str(i) for i in range(n_hidden_states - 1)]
+
+
+def params_figure(components: Sequence[str], params: Sequence[int]) -> Any:
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.bar(range(len(params)), np.asarray(params) / 1e6, color="C0")
+    ax.set_xticks(range(len(params)), components, rotation=45, ha="right")
+    ax.set_xlabel("component (encoder layers numbered from 0)")
+    ax.set_ylabel("parameters (millions)")
+    ax.set_title(f"teacher parameters by component ({sum(params) / 1e6:.1f}M in all)")
+    return fig
+
+
+def cka_figure(cka: Any) -> Any:
+    import seaborn as sns
+
+    cka = np.asarray(cka)
+    labels = layer_labels(len(cka))
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    sns.heatmap(cka, vmin=0, vmax=1, cmap="viridis", annot=len(cka) <= 13, fmt=".2f",
+                xticklabels=labels, yticklabels=labels, ax=ax,
+                cbar_kws={"label": "linear CKA (0 = unrelated, 1 = identical up to rotation)"})
+    ax.set_xlabel("teacher layer output (emb = embeddings)")
+    ax.set_ylabel("teacher layer output (emb = embeddings)")
+    ax.set_title("similarity of layer representations on held-out tokens")
+    return fig
+
+
+def attention_figure(tokens: Sequence[str], att: Any, layer: int, head: int) -> Any:
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    sns.heatmap(np.asarray(att), xticklabels=tokens, yticklabels=tokens, cmap="Blues", vmin=0,
+                ax=ax, cbar_kws={"label": "attention weight (each row sums to 1)"})
+    ax.set_xlabel("attended-to token (key)")
+    ax.set_ylabel("attending token (query)")
+    ax.set_title(f"teacher attention, layer {layer}, head {head} (both numbered from 0)")
+    return fig
+
+
+def init_figure(names: Sequence[str], loss: Sequence[float], acc: Sequence[float]) -> Any:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5), sharey=True)
+    y = np.arange(len(names))
+    axes[0].barh(y, loss, color="C1")
+    axes[1].barh(y, acc, color="C0")
+    axes[0].set_yticks(y, names)
+    axes[0].invert_yaxis()
+    axes[0].set_xlabel("held-out masked-LM loss (nats per masked token, lower is better)")
+    axes[1].set_xlabel("held-out masked-token accuracy (%)")
+    axes[0].set_ylabel("initialisation")
+    fig.suptitle("students before any training, beside their teacher")
+    fig.tight_layout()
+    return fig
+
+
+def losses_figure(hist: Any) -> Any:
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    for ax, key in zip(axes, LOSS_NAMES, strict=True):
+        title, unit = LOSS_NAMES[key]
+        ax.plot(hist["step"], hist[key])
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(unit)
+    fig.tight_layout()
+    return fig
+
+
+def ablation_figure(rows: Sequence[str], ours: Mapping[str, Sequence[float | None]],
+                    paper: Mapping[str, float] | None = None) -> Any:
+    """Table 4 as deltas against the triple loss: one panel per measure of ours, the paper's
+    Δ GLUE macro in the last panel (different measures, so not on one axis)."""
+    paper = {k.replace(" (paper)", ""): v for k, v in (paper or TABLE4_ABLATION).items()}
+    panels = [*ours.items(), ("GLUE macro score (paper)", [paper.get(r) for r in rows])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 0.5 * len(rows) + 1.8),
+                             sharey=True)
+    y = np.arange(len(rows))
+    for i, (ax, (label, values)) in enumerate(zip(np.atleast_1d(axes), panels, strict=True)):
+        vals = np.array([np.nan if v is None else v for v in values], dtype=float)
+        ax.barh(y, vals, color=["C3" if v < 0 else "C2" for v in np.nan_to_num(vals)],
+                hatch="//" if i == len(panels) - 1 else None)
+        ax.axvline(0, color="black", linewidth=0.8)
+        lim = 1.45 * max(1.0, float(np.nanmax(np.abs(vals))) if np.isfinite(vals).any() else 1)
+        ax.set_xlim(-lim, lim)  # symmetric: gains and losses read alike
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("Δ vs the triple loss (points)")
+        for yi, v in zip(y, vals, strict=True):
+            ax.text(v if np.isfinite(v) else 0, yi, " n/a" if not np.isfinite(v) else f" {v:+.2f}",
+                    va="center", ha="left" if not np.isfinite(v) or v >= 0 else "right",
+                    fontsize=8)
+    axes[0].set_yticks(y, rows)
+    axes[0].invert_yaxis()
+    fig.suptitle("Table 4: each row minus the triple loss (ours at this scale; paper hatched)")
+    fig.tight_layout()
+    return fig
+
+
+def scores_figure(models: Mapping[str, Mapping[str, float | None]], columns: Sequence[str],
+                  paper: Mapping[str, Mapping[str, float]], ylabel: str, title: str) -> Any:
+    """Grouped bars of our models per column, the paper's rows as black/grey markers."""
+    cols = [c for c in columns if any(m.get(c) is not None for m in models.values())]
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(cols) + 2), 3.8))
+    width = 0.8 / max(1, len(models))
+    for i, (name, row) in enumerate(models.items()):
+        vals = [np.nan if row.get(c) is None else row[c] for c in cols]
+        ax.bar(np.arange(len(cols)) + (i - (len(models) - 1) / 2) * width, vals, width,
+               label=f"{name} (ours)", color=f"C{i}")
+    for j, (name, row) in enumerate(paper.items()):
+        ax.plot(np.arange(len(cols)), [row.get(c, np.nan) for c in cols],
+                **{**PAPER_MARK, "color": ("black", "dimgrey", "silver")[j % 3]}, label=name)
+    ax.set_xticks(np.arange(len(cols)), [TASK_NAMES.get(c, c) for c in cols])
+    ax.set_ylabel(ylabel)
+    lowest = min([0.0, *(v for m in models.values() for c in cols
+                         if (v := m.get(c)) is not None)])
+    ax.set_ylim(lowest - 5 if lowest < 0 else 0, 100)  # a negative MCC / Pearson stays visible
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def glue_figure(models: Mapping[str, Mapping[str, float | None]], n_seeds: int) -> Any:
+    paper = {k: v for k, v in TABLE1_GLUE.items() if "ELMo" not in k}
+    seeds = f"median of {n_seeds} seeds" if n_seeds > 1 else "one seed"
+    return scores_figure(models, list(TABLE1_GLUE["BERT-base (paper)"]), paper,
+                         "dev score (%; CoLA: MCC × 100)", f"GLUE dev, {seeds}")
+
+
+def downstream_figure(models: Mapping[str, Mapping[str, float | None]]) -> Any:
+    return scores_figure(models, ["imdb", "squad_em", "squad_f1"], TABLE2_DOWNSTREAM,
+                         "score (%)", "Table 2: IMDb accuracy and SQuAD v1.1 EM / F1")
+
+
+def _retention_axes(ax: Any, retention: Mapping[str, float],
+                    paper_retention: Mapping[str, float]) -> None:
+    cols = list(retention)
+    x = np.arange(len(cols))
+    top = 150.0  # ratios of near-zero scores run off the scale: written on the bar instead
+    vals = [retention[c] for c in cols]
+    ax.bar(x, np.clip(vals, None, top), 0.6, color="C0", label="ours (student / teacher)")
+    for xi, v in zip(x, vals, strict=True):
+        ax.text(xi, max(min(v, top), 0) / 2, f"{v:.0f}%" + ("\n(off scale)" if v > top else ""),
+                ha="center", va="center", fontsize=8, color="white")
+    ax.plot(x, [paper_retention.get(c, np.nan) for c in cols], **PAPER_MARK,
+            label="paper (DistilBERT / BERT-base)")
+    ax.axhline(100, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xticks(x, [TASK_NAMES.get(c, c) for c in cols])
+    ax.set_xlabel("score")
+    ax.set_ylabel("student / teacher (%)")
+    ax.set_ylim(min(0.0, *vals), top + 10)
+    ax.set_title("how much of the teacher's score the student keeps")
+    ax.legend(loc="lower left", fontsize=8)
+
+
+def retention_figure(retention: Mapping[str, float],
+                     paper_retention: Mapping[str, float]) -> Any:
+    """Student / teacher (%) per score, ours as bars, the paper's as black diamonds."""
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(retention) + 2), 3.8))
+    _retention_axes(ax, retention, paper_retention)
+    fig.tight_layout()
+    return fig
+
+
+def headline_figure(retention: Mapping[str, float], speedup: float | None,
+                    paper_retention: Mapping[str, float], paper_speedup: float) -> Any:
+    """Retention per score and the batch-1 CPU speed-up, ours beside the paper's."""
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 3.8),
+                                 gridspec_kw={"width_ratios": [max(2, len(retention)), 1.2]})
+    _retention_axes(ax, retention, paper_retention)
+    bars = {"ours": speedup if speedup is not None else np.nan, "paper": paper_speedup}
+    bx.bar(list(bars), list(bars.values()), 0.6, color=["C0", "white"], edgecolor="black",
+           hatch=["", "//"])
+    bx.axhline(1, color="grey", linewidth=0.8, linestyle=":")
+    bx.set_ylabel("teacher time / student time (×)")
+    bx.set_ylim(0, max(2.2, *(v + 0.3 for v in bars.values() if np.isfinite(v))))
+    bx.set_title("CPU speed-up, batch 1")
+    for i, v in enumerate(bars.values()):
+        bx.text(i, v if np.isfinite(v) else 0, f"{v:.2f}×" if np.isfinite(v) else "not run",
+                ha="center", va="bottom")
+    fig.tight_layout()
+    return fig
+
+
+def paper_speedup() -> float:
+    return TABLE3_SPEED["BERT-base (paper)"]["seconds"] / TABLE3_SPEED["DistilBERT (paper)"][
+        "seconds"]
+
+
+def dataset_pass_figure(times: Mapping[str, Sequence[float]], task: str) -> Any:
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    ax.boxplot(list(times.values()), tick_labels=list(times))
+    ax.set_ylim(0, 1.1 * max(max(t) for t in times.values()))  # from 0: ratios read true
+    ax.set_ylabel("seconds per dev-set pass")
+    ax.set_xlabel("model (fp32, batch size 1)")
+    ax.set_title(f"{task} dev, tokenisation excluded")
+    return fig
+
+
+def grid_figure(grid: Sequence[Mapping[str, Any]]) -> Any:
+    """Latency per batch over sequence length, one line per model × batch size; legend
+    outside the axes so it covers no line."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    models = list(dict.fromkeys(r["model"] for r in grid))
+    batches = sorted({r["batch_size"] for r in grid})
+    styles = ["-", "--", ":", "-."]
+    for i, m in enumerate(models):
+        for j, b in enumerate(batches):
+            pts = sorted((r["seq_len"], r["latency_ms"]) for r in grid
+                         if r["model"] == m and r["batch_size"] == b)
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", color=f"C{i}",
+                        linestyle=styles[j % len(styles)], label=f"{m}, batch {b}")
+    ax.set_xlabel("sequence length (tokens)")
+    ax.set_ylabel("latency per batch (ms)")
+    ax.set_ylim(bottom=0)
+    ax.set_title("CPU latency over batch size and sequence length")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    fig.tight_layout()
+    return fig

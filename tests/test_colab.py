@@ -1,0 +1,101 @@
+"""The notebooks' first cell on a (simulated) fresh Colab runtime, and the `colab` profile."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from distil_utils import colab
+
+ROOT = Path(__file__).resolve().parent.parent
+DEST = "/content/distilbert-repro"
+
+
+def run_cell(monkeypatch, *, on_colab: bool, clone_works: bool, repo_url: str | None = None):
+    """Execute the first cell as IPython would, `!` lines recorded instead of run."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    source = colab.colab_cell_source()
+    if repo_url:  # what a user does for a fork: edit the one variable
+        source = re.sub(r'REPO_URL = "[^"]+"', f'REPO_URL = "{repo_url}"', source)
+    code = TransformerManager().transform_cell(source)
+    cloned, commands = [False], []
+
+    class FakeShell:
+        def system(self, cmd):
+            cmd = cmd.format(**namespace)  # IPython expands {NAME} from the namespace
+            commands.append(cmd)
+            if cmd.startswith("git clone") and clone_works:
+                cloned[0] = True
+
+    real_exists = os.path.exists
+    monkeypatch.setattr(os.path, "exists",
+                        lambda p: cloned[0] if str(p).startswith(DEST) else real_exists(p))
+    if on_colab:
+        monkeypatch.setitem(sys.modules, "google.colab", object())
+    else:
+        monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    namespace = {"get_ipython": FakeShell}
+    exec(compile(code, "colab-cell", "exec"), namespace)
+    return commands
+
+
+def test_first_cell_does_nothing_outside_colab(monkeypatch):
+    assert run_cell(monkeypatch, on_colab=False, clone_works=True) == []
+
+
+def test_first_cell_installs_only_what_colab_lacks(monkeypatch):
+    commands = run_cell(monkeypatch, on_colab=True, clone_works=True,
+                        repo_url="https://github.com/me/my-fork")
+    assert commands[0] == f"git clone -q --depth 1 https://github.com/me/my-fork {DEST}"
+    pips = [c for c in commands if c.startswith("pip install")]
+    assert len(pips) == 3
+    assert pips[0] == f"pip install -q -e {DEST} --no-deps"  # never the suite's own pins
+    assert pips[1] == f"pip install -q --no-deps {colab.DATA_PACKAGE}"
+    for name in ("jupyterlab", "ipykernel", "papermill", "torch"):
+        assert not any(name in c for c in commands), f"{name} must not be installed on Colab"
+    assert sys.path[0] == DEST
+
+
+def test_first_cell_says_what_to_do_when_the_repository_is_unreachable(monkeypatch):
+    with pytest.raises(RuntimeError, match="could not clone https://github.com/nobody/x.*"
+                                           "upload the repository to /content/distilbert-repro"):
+        run_cell(monkeypatch, on_colab=True, clone_works=False,
+                 repo_url="https://github.com/nobody/x")
+
+
+def test_colab_install_lists_cover_every_dependency():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~ \[]", d, maxsplit=1)[0].lower() for d in deps}
+    install = {re.split(r"[<>=!~ \[]", d, maxsplit=1)[0] for d in colab.COLAB_INSTALL}
+    covered = install | set(colab.COLAB_PROVIDED) | set(colab.COLAB_UNUSED)
+    assert names <= covered, f"say whether Colab has {sorted(names - covered)}"
+    assert not install & set(colab.COLAB_UNUSED)
+
+
+def test_setup_colab_explains_an_unreachable_repository(monkeypatch):
+    def fail(cmd, check):
+        raise subprocess.CalledProcessError(128, cmd)
+
+    monkeypatch.setitem(sys.modules, "google.colab", object())
+    monkeypatch.setattr(colab.subprocess, "run", fail)
+    with pytest.raises(RuntimeError, match="could not clone https://github.com/me/gone"):
+        colab.setup_colab("https://github.com/me/gone")
+
+
+def test_colab_profile_is_the_paper_model_online(monkeypatch):
+    from distil_utils.config import get_config
+
+    monkeypatch.delenv("DISTIL_DATA_DIR", raising=False)
+    cfg = get_config("colab")
+    assert cfg.teacher == "bert-base-uncased" and cfg.adapt_steps == 0
+    assert cfg.student_layers == (0, 2, 4, 7, 9, 11)
+    assert cfg.data_dir is None  # the Hub: Colab has no local mirror
+    assert "wikipedia" not in cfg.corpus  # downloads in minutes, not hours
