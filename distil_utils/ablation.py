@@ -30,6 +30,16 @@ def slug(row: str) -> str:
     return "ablation_" + "_".join(p for p in keep.split("_") if p)
 
 
+def row_stamp(cfg: Config, row: str) -> dict[str, Any]:
+    """The stamp the row's student carries when it was made under `cfg` (artefacts)."""
+    from .artefacts import student_stamp
+
+    changes, init = ABLATIONS[row]
+    if changes.get("max_steps") == 0:
+        return student_stamp(cfg, init, undistilled=True)
+    return student_stamp(dataclasses.replace(cfg, **changes), init)
+
+
 def run_ablations(cfg: Config, teacher: Any, tokenizer: Any, train_seqs: Any, held_seqs: Any,
                   rows: list[str] | None = None, student_name: str = "student") -> list[dict]:
     """Run every ablation row (the "triple loss" row reuses the main student's directory).
@@ -45,7 +55,7 @@ def run_ablations(cfg: Config, teacher: Any, tokenizer: Any, train_seqs: Any, he
         name = student_name if row == "triple loss" else slug(row)
         if changes.get("max_steps") == 0:
             student = student_from_teacher(teacher, cfg.student_layers)
-            save_model(student, tokenizer, cfg.out / name)
+            save_model(student, tokenizer, cfg.out / name, row_stamp(cfg, row))
         else:
             student, _ = run_distillation(dataclasses.replace(cfg, **changes), teacher,
                                           tokenizer, train_seqs, name=name, init=init)
@@ -63,8 +73,10 @@ def ablation_sst2(cfg: Config, student_path: str, student_glue: dict | None = No
     not the per-task `ft_task_overrides` of the headline table: on the cpu profile six
     full-train SST-2 runs would not fit the time budget. The triple-loss row reuses the
     student's GLUE run when that run had exactly these settings. Returns the accuracies and
-    the rows whose student is missing (notebook 03 not run with its ablations).
+    the rows whose student is missing or stale (notebook 03 not run with its ablations under
+    these settings).
     """
+    from .artefacts import is_current, student_stamp
     from .finetune import finetune_glue
 
     row_cfg = dataclasses.replace(cfg, ft_task_overrides={})
@@ -77,9 +89,10 @@ def ablation_sst2(cfg: Config, student_path: str, student_glue: dict | None = No
         if row == "triple loss" and reusable:
             # the same model, data and first seed as the GLUE run: reuse its number
             scores[row] = student_glue["runs"]["sst2"][0]["accuracy"]
-        elif (path / "config.json").exists():
+        elif is_current(path, row_stamp(cfg, row) if row != "triple loss"
+                        else student_stamp(cfg)):
             scores[row] = finetune_glue(str(path), "sst2", row_cfg, cfg.ft_seeds[0],
                                         tokenizer=tokenizer)["accuracy"]
-        else:
+        else:  # never distilled, or distilled under other settings than this profile's
             missing.append(row)
     return scores, missing

@@ -19,6 +19,7 @@ BERT-base 668 s, DistilBERT 410 s). A single pass on a shared machine is noise, 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import inspect
 import statistics
@@ -33,7 +34,8 @@ from tqdm.auto import tqdm
 
 from .config import Config, get_config
 from .hub import load_split, load_tokenizer, resolve_model
-from .io import write_result
+from .intervals import halfwidth, paired_ratio
+from .io import ResultsLockedError, lock_results, write_result
 
 # Text columns of each GLUE task (the same as finetune.TEXT_KEYS; repeated here so that timing
 # does not import the Trainer stack).
@@ -213,8 +215,9 @@ def _check_timing_args(models: Mapping, texts: Sequence, batch_size: int, repeat
 
 def time_dataset_pass(models: dict[str, Any], tokenizer: Any, texts: Sequence, *,
                       batch_size: int = 1, include_tokenization: bool, repeats: int,
-                      warmup: int, max_length: int | None = None,
-                      progress: bool = True) -> dict[str, Any]:
+                      warmup: int, max_length: int | None = None, progress: bool = True,
+                      target_halfwidth: float | None = None,
+                      max_repeats: int | None = None) -> dict[str, Any]:
     """Seconds for a full pass over `texts` per model: the paper's Table 3 protocol, made robust.
 
     `warmup` batches go through every model first. Then `repeats` rounds, each one pass per
@@ -222,7 +225,11 @@ def time_dataset_pass(models: dict[str, Any], tokenizer: Any, texts: Sequence, *
     reference (the teacher): `time_ratio_vs_first` is a model's median over the reference's
     (0.6 = 40% less time), `speedup_vs_first` its inverse (1.6 = "60% faster", the paper's
     wording); `paired_speedup_median` is the median of the per-round ratios, which cancels
-    drifts that hit both models of a round. `torch.nn.Module`s are put in eval mode.
+    drifts that hit both models of a round, and `paired_speedup_interval` its 95% bootstrap
+    interval over rounds. With `target_halfwidth`, rounds are added after the first `repeats`
+    until every model's interval is that narrow (or `max_repeats` rounds have run), so a
+    ratio is reported as precisely as asked rather than after a fixed count.
+    `torch.nn.Module`s are put in eval mode.
     """
     _check_timing_args(models, texts, batch_size, repeats, warmup)
     names = list(models)
@@ -237,14 +244,25 @@ def time_dataset_pass(models: dict[str, Any], tokenizer: Any, texts: Sequence, *
     times: dict[str, list[float]] = {n: [] for n in names}
     orders = []
     what = "with" if include_tokenization else "without"
-    for r in _bar(range(repeats), f"dataset passes ({what} tokenisation)", progress):
+    ref = names[0]
+
+    def one_round(r: int) -> None:
         order = names if r % 2 == 0 else names[::-1]
         orders.append(list(order))
         gc.collect()  # once per round, outside the timed passes
         for name in order:
             times[name].append(_one_pass(models[name], inputs, tokenizer, include_tokenization,
                                          max_length))
-    ref = names[0]
+
+    def wide() -> bool:
+        return any(not halfwidth(paired_ratio(times[ref], times[n])) <= target_halfwidth
+                   for n in names[1:])
+
+    for r in _bar(range(repeats), f"dataset passes ({what} tokenisation)", progress):
+        one_round(r)
+    limit = max(repeats, max_repeats or repeats)
+    while target_halfwidth is not None and len(orders) < limit and wide():
+        one_round(len(orders))
     out: dict[str, Any] = {
         "examples": len(texts), "batches": len(encoded), "batch_size": batch_size,
         "tokenization": include_tokenization, "repeats": repeats, "warmup_batches": warmup,
@@ -260,7 +278,10 @@ def time_dataset_pass(models: dict[str, Any], tokenizer: Any, texts: Sequence, *
         row["speedup_vs_first"] = statistics.median(times[ref]) / med
         row["paired_speedup_median"] = statistics.median(
             a / b for a, b in zip(times[ref], times[name], strict=True))
+        ci = paired_ratio(times[ref], times[name])
+        row["paired_speedup_interval"] = [ci["low"], ci["high"]]
         out["models"][name] = row
+    out["rounds"] = len(orders)
     return out
 
 
@@ -425,9 +446,11 @@ def _measure(teacher: str, student: str, cfg: Config, task: str, tokenizer: Any,
     texts = task_texts(task, cfg)
     sizes = {n: model_size(m) for n, m in models.items()}
     warmup = min(10, len(texts))
-    passes = {flag: time_dataset_pass(models, tok, texts, batch_size=1, warmup=warmup,
-                                      include_tokenization=flag, repeats=cfg.bench_repeats)
-              for flag in (False, True)}
+    # Table 3's ratio is timed until its interval is as narrow as `bench_ci_halfwidth` asks
+    passes = {flag: time_dataset_pass(
+        models, tok, texts, batch_size=1, warmup=warmup, include_tokenization=flag,
+        repeats=cfg.bench_repeats, target_halfwidth=None if flag else cfg.bench_ci_halfwidth,
+        max_repeats=cfg.bench_max_repeats) for flag in (False, True)}
     limit = max_positions(models)
     lens = [n for n in cfg.bench_seq_lens if n <= limit]
     if len(lens) < len(cfg.bench_seq_lens):
@@ -435,7 +458,11 @@ def _measure(teacher: str, student: str, cfg: Config, task: str, tokenizer: Any,
                      f"in the grid: the models accept at most {limit} positions")
     rows = (latency_grid(models, cfg.bench_batch_sizes, lens, repeats=cfg.bench_repeats)
             if grid and lens else [])
-    return _assemble(task, texts, models, loaded, sizes, passes, rows, notes, teacher, student)
+    res = _assemble(task, texts, models, loaded, sizes, passes, rows, notes, teacher, student)
+    if cfg.bench_paper_shapes:
+        del models, loaded  # free the suite's pair before building two BERT-base-sized models
+        res["paper_shapes"] = paper_shapes(cfg, tok, task)
+    return res
 
 
 def _assemble(task: str, texts: list, models: dict, loaded: dict, sizes: dict, passes: dict,
@@ -456,6 +483,8 @@ def _assemble(task: str, texts: list, models: dict, loaded: dict, sizes: dict, p
         "time": no_tok["student"]["time_ratio_vs_first"],
         "speedup": no_tok["student"]["speedup_vs_first"],
         "speedup_paired": no_tok["student"]["paired_speedup_median"],
+        "speedup_paired_interval": no_tok["student"]["paired_speedup_interval"],
+        "speedup_rounds": passes[False]["rounds"],
         "time_with_tokenization": tok["student"]["time_ratio_vs_first"],
         "speedup_with_tokenization": tok["student"]["speedup_vs_first"],
     }
@@ -466,6 +495,40 @@ def _assemble(task: str, texts: list, models: dict, loaded: dict, sizes: dict, p
             "passes": {"without_tokenization": passes[False], "with_tokenization": passes[True]},
             "grid": rows, "grid_ratios": grid_ratios(rows), "notes": notes,
             "paper": paper_table3()}
+
+
+def paper_shapes(cfg: Config, tokenizer: Any, task: str = "stsb") -> dict[str, Any]:
+    """Table 3's own comparison: BERT-base against DistilBERT-base *shapes*, batch 1.
+
+    Random weights (12 and 6 layers, 768 wide, the bert-base-uncased vocabulary): speed does
+    not depend on the values, and no pretrained BERT-base ships offline. The paper timed a
+    full STS-B dev pass (1,500 pairs) on CPU, 668 s against 410 s; `bench_shape_examples`
+    caps the pairs (None = all) so the tiny profiles time a few.
+    """
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+    )
+
+    torch.manual_seed(cfg.seed)
+    vocab = len(tokenizer)
+    models = {"BERT-base shape": BertForSequenceClassification(
+                  BertConfig(vocab_size=vocab, num_labels=1)),
+              "DistilBERT-base shape": DistilBertForSequenceClassification(
+                  DistilBertConfig(vocab_size=vocab, num_labels=1))}
+    texts = task_texts(task, dataclasses.replace(cfg, bench_max_examples=cfg.bench_shape_examples))
+    timing = time_dataset_pass(models, tokenizer, texts, batch_size=1, warmup=min(5, len(texts)),
+                               include_tokenization=False, repeats=cfg.bench_repeats)
+    names = list(models)
+    row = timing["models"][names[1]]
+    return {"task": task, "examples": len(texts), "threads": timing["threads"],
+            "seconds": {n: timing["models"][n]["seconds_median"] for n in names},
+            "params_m": {n: count_parameters(m) / 1e6 for n, m in models.items()},
+            "speedup": row["speedup_vs_first"], "speedup_paired": row["paired_speedup_median"],
+            "speedup_paired_interval": row["paired_speedup_interval"],
+            "rounds": timing["rounds"], "paper": paper_table3(), "timing": timing}
 
 
 def _n_layers(model: Any) -> int | None:
@@ -591,8 +654,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--no-plots", action="store_true")
     ap.add_argument("--results-dir", default=None, help="default: results/ of this checkout")
     args = ap.parse_args(argv)
-    cfg = get_config(args.profile, bench_max_examples=args.max_examples,
-                     bench_repeats=args.repeats, results_dir=args.results_dir)
+    try:  # bad settings and a results folder another run is writing: named before any work
+        cfg = get_config(args.profile, bench_max_examples=args.max_examples,
+                         bench_repeats=args.repeats, results_dir=args.results_dir)
+        lock_results(cfg.out, f"bench --profile {args.profile}")
+    except (ValueError, ResultsLockedError, NotADirectoryError) as err:
+        ap.exit(2, f"error: {err}\n")
     return run_bench(args.teacher, args.student, cfg, args.task, grid=not args.no_grid,
                      threads=args.threads, plots=not args.no_plots)
 

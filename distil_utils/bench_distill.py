@@ -154,7 +154,8 @@ def reference_loss(teacher: torch.nn.Module, cfg: Config, weights: torch.Tensor,
     def loss_fn(student: torch.nn.Module, batch: dict, gen: torch.Generator) -> dict:
         dev = next(teacher.parameters()).device
         ids, am = batch["input_ids"], batch["attention_mask"]
-        masked, labels = mask_tokens(ids, am, weights, mask_id, vocab_size, cfg.mlm_prob, gen)
+        masked, labels = mask_tokens(ids, am, weights, mask_id, vocab_size, cfg.mlm_prob, gen,
+                                     count_special=cfg.mlm_count_special)
         masked, labels, am = masked.to(dev), labels.to(dev), am.to(dev)
         s_out = student(input_ids=masked, attention_mask=am, output_hidden_states=True)
         with torch.no_grad():
@@ -317,9 +318,11 @@ def variants(cfg: Config, device: torch.device) -> dict[str, tuple[str, str, dic
 
 def bench_distill(cfg: Config, teacher: torch.nn.Module, student: torch.nn.Module,
                   seqs: Any, tokenizer: Any, *, steps: int, rounds: int = 2,
-                  names: Sequence[str] | None = None, warmup: int = 1) -> dict[str, Any]:
+                  names: Sequence[str] | None = None, warmup: int = 1,
+                  peaks: dict[str, float] | None = None) -> dict[str, Any]:
     """Time every variant `rounds` times, interleaved, on the same `steps × batch_size`
-    sequences drawn from `seqs`; check step-0 loss equality first."""
+    sequences drawn from `seqs`; check step-0 loss equality first. With `peaks` (measured
+    matmul FLOP/s per precision, `flops.matmul_peak`) each variant also gets its MFU."""
     device = next(teacher.parameters()).device
     all_variants = variants(cfg, device)
     names = list(all_variants) if names is None else list(names)
@@ -379,7 +382,15 @@ def bench_distill(cfg: Config, teacher: torch.nn.Module, student: torch.nn.Modul
                   flush=True)
             del model, fn
             gc.collect()
-    return _summarize(cfg, names, all_variants, runs, equal, counts["grouped"], steps)
+    res = _summarize(cfg, names, all_variants, runs, equal, counts["grouped"], steps)
+    res["autocast"] = cfg.distill_autocast
+    if peaks is not None:  # model-FLOP utilisation: FLOPs from shapes / the measured peak
+        from .flops import add_mfu
+
+        add_mfu(res, teacher.config, student.config, batching["grouped"], peaks,
+                cfg.ce_on_masked_only)
+        res["_grouped_batches"] = batching["grouped"]  # for a re-count (popped by main)
+    return res
 
 
 def _weights(pool: Any, tokenizer: Any, cfg: Config) -> torch.Tensor:
@@ -479,7 +490,13 @@ def load_models(cfg: Config, tokenizer: Any, teacher: str | None = None,
         model, what = load_teacher(cached), f"{cached} (adapted)"
     else:
         name = teacher or cfg.teacher
-        if name == "tiny":
+        if name == "random-bert-base":  # BERT-base's shape, random: timing without the Hub
+            from transformers import BertConfig, BertForMaskedLM
+
+            torch.manual_seed(cfg.seed)
+            model = BertForMaskedLM(BertConfig(vocab_size=len(tokenizer)))
+            what = "random-bert-base (BERT-base shape, random weights, timing only)"
+        elif name == "tiny":
             model = tiny_teacher(len(tokenizer), cfg.tiny_layers, cfg.tiny_hidden,
                                  cfg.tiny_heads, cfg.tiny_intermediate, seed=cfg.seed)
             what = "tiny (random, built from config)"
@@ -501,7 +518,7 @@ def format_report(res: dict[str, Any]) -> str:
              f"{res['student_layers']} layers, attention {res['attn_implementation']}",
              f"{'variant':<22} {'real tok/s':>11} {'(min-max)':>17} {'s/step':>7} "
              f"{'x ref':>6} {'tok/CPU-s':>9} {'x ref':>6} {'pad%':>5} {'peak RSS MB':>11} "
-             f"{'+MB':>6}"]
+             f"{'+MB':>6} {'MFU%':>5}"]
     for name, r in b["variants"].items():
         lines.append(
             f"{name:<22} {r['real_tokens_per_s_median']:11.1f} "
@@ -510,7 +527,13 @@ def format_report(res: dict[str, Any]) -> str:
             f"{r['real_tokens_per_cpu_s_median']:9.1f} "
             f"{r['speedup_vs_reference_cpu_ratio_median']:6.2f} "
             f"{100 * r['padding_frac']:5.1f} {r['rss_peak_mb_max']:11.0f} "
-            f"{r['rss_extra_mb_max']:6.0f}")
+            f"{r['rss_extra_mb_max']:6.0f} "
+            + (f"{100 * r['mfu_median']:5.1f}" if "mfu_median" in r else f"{'-':>5}"))
+    if "matmul_peak_flops_per_s" in b:
+        pk = b["matmul_peak_flops_per_s"]
+        lines.append("MFU: model FLOPs of the step (from the shapes, real tokens) / time / the "
+                     "measured matmul peak: " + ", ".join(
+                         f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in pk.items()))
     lines.append(f"ours vs reference, real tokens/s: x{b['speedup_ours_vs_reference_median']:.2f} "
                  f"(median over rounds; min x{b['speedup_ours_vs_reference_min']:.2f}, "
                  f"max x{b['speedup_ours_vs_reference_max']:.2f})")
@@ -529,7 +552,8 @@ def format_report(res: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------------------ CLI
 PROFILE_DEFAULTS = {"smoke": {"steps": 3, "rounds": 1, "tokenize": True, "tokenize_docs": 300},
-                    "cpu": {"steps": 8, "rounds": 2, "tokenize": True, "tokenize_docs": None}}
+                    "cpu": {"steps": 8, "rounds": 2, "tokenize": True, "tokenize_docs": None},
+                    "paper": {"steps": 3, "rounds": 1, "tokenize": False, "tokenize_docs": None}}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -564,10 +588,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     student.to(device)
     train, _ = prepare_corpus(cfg, tokenizer)
     names = args.variants.split(",") if args.variants else None
+    from .flops import matmul_peak
+
+    amp_dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    if device.type == "cuda":
+        amp_dtypes["fp16"] = torch.float16
+    peaks = {k: matmul_peak(device, dt) for k, dt in amp_dtypes.items()}
     print(f"timing {steps} steps x {rounds} rounds per variant on {device} "
-          f"({torch.get_num_threads()} threads)", flush=True)
+          f"({torch.get_num_threads()} threads); measured matmul peak " + ", ".join(
+              f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in peaks.items()), flush=True)
     bench = bench_distill(cfg, teacher, student, train, tokenizer, steps=steps, rounds=rounds,
-                          names=names)
+                          names=names, peaks=peaks)
+    # measured again after the runs, the best of both: other jobs on a shared machine lower
+    # a single measurement, which would overstate the MFU
+    again = {k: max(v, matmul_peak(device, amp_dtypes[k])) for k, v in peaks.items()}
+    if again != peaks:
+        from .flops import add_mfu
+
+        peaks.update(again)
+        add_mfu(bench, teacher.config, student.config, bench.pop("_grouped_batches"), peaks,
+                cfg.ce_on_masked_only)
+    bench.pop("_grouped_batches", None)
     res: dict[str, Any] = {
         "teacher": what, "teacher_layers": teacher.config.num_hidden_layers,
         "student_layers": student.config.n_layers, "device": str(device),

@@ -52,3 +52,27 @@ def load_checkpoint(path: str | Path, fingerprint: dict[str, Any]) -> dict[str, 
             "checkpoint to start a new run."
         )
     return payload
+
+
+def discard_finished(path: str | Path, fingerprint: dict[str, Any]) -> bool:
+    """Remove `path` if it is a *finished* run's checkpoint with another fingerprint.
+
+    `fingerprint` lacks the loop's own keys (`max_steps`, `world`); the comparison leaves them
+    out. Returns True when it removed the file. A damaged file is left for `load_checkpoint`
+    to report.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        old = dict(payload["fingerprint"])
+        done = payload["step"] >= old.get("max_steps", float("inf"))
+    except Exception:  # noqa: BLE001 (load_checkpoint names the problem when it is resumed)
+        return False
+    loop_keys = {"max_steps", "world"}
+    same = {k: v for k, v in old.items() if k not in loop_keys} == fingerprint
+    if done and not same:
+        path.unlink()
+        return True
+    return False

@@ -6,7 +6,7 @@ because the step needs a frozen second model, the reference's smoothed dynamic m
 exact resumption (the data position and per-step random seeds are part of the checkpoint),
 which Trainer does not offer for a two-model loss.
 
-Multi-device runs use torch's own DDP under `torchrun`:
+Multi-device runs use DDP through `accelerate` under `torchrun` (`devices.py`):
 
     torchrun --nproc_per_node 2 -m distil_utils.distill --profile cpu
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import dataclasses
 import math
 import os
 import time
@@ -23,37 +24,33 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import Config, get_config
-from .data import batch_stream, load_corpus, tokenize_corpus
-from .io import write_result
+from .data import batch_stream
+from .io import ResultsLockedError, lock_results, write_result
 from .losses import cosine_loss, triple_loss
-from .masking import mask_tokens, masking_weights, token_counts
+from .masking import mask_tokens, masking_weights
 
 LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor], torch.Generator], dict]
 
 
 # ----------------------------------------------------------------------------- devices
 def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """`auto`: this process's device (its own GPU under torchrun, else cuda or cpu)."""
+    from .devices import resolve_device as resolve
+
+    return resolve(name)
 
 
-def dist_info() -> tuple[int, int]:
-    """(rank, world size); initialises the process group when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
-    if torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+def dist_info(timeout_s: int | None = None) -> tuple[int, int]:
+    """(rank, world size); initialises the process group (via accelerate) under torchrun."""
+    from .devices import dist_info as info
+
+    return info(timeout_s)
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -70,26 +67,34 @@ def train_loop(model: torch.nn.Module, loss_fn: LossFn, train_seqs: Any, *, cfg:
     """Train `model` for `max_steps` optimizer steps, resuming from `ckpt_path` if present.
 
     AdamW (0.9, 0.98, eps 1e-6), linear warm-up over `cfg.warmup_frac` then linear decay,
-    `cfg.grad_accum` micro-batches per step, grad-norm clipping at `cfg.max_grad_norm`.
-    Every `cfg.checkpoint_every` steps the model, optimizer, scheduler, RNG state, data
-    position and loss history are saved atomically. `stop_at` ends the run early after
-    checkpointing (a scheduled interruption; the schedule still spans `max_steps`).
-    `fp16_scaling` scales the loss for float16 autocast (`torch.amp.GradScaler`).
-    Returns the loss history, one record per optimizer step.
+    `cfg.grad_accum` micro-batches per step on each process, grad-norm clipping at
+    `cfg.max_grad_norm`. Every `cfg.checkpoint_every` steps the model, optimizer,
+    scheduler, loss scaler, RNG state, data position and loss history are saved atomically.
+    `stop_at` ends the run early after checkpointing (a scheduled interruption; the schedule
+    still spans `max_steps`). The model goes to `cfg.device` (under torchrun: this process's
+    GPU) and, with several processes, into DDP through `accelerate` together with its loss
+    (`devices.LossModule`); precision is `recipe.precision` (`fp16_scaling` is kept for
+    callers: fp16 always gets accelerate's loss scaler on a GPU). Returns the loss history,
+    one record per optimizer step.
     """
     from transformers import get_linear_schedule_with_warmup
 
-    rank, world = dist_info()
+    from .devices import LossModule, make_accelerator, set_tf32
+    from .recipe import precision
+
+    if max_steps is None:
+        raise ValueError("max_steps is None: it is derived from epochs and the corpus size by "
+                         "prepare_corpus (recipe.resolve); call that first")
+    rank, world = dist_info(cfg.dist_timeout_s)
+    dev = resolve_device(cfg.device)
+    model.to(dev)
+    set_tf32(cfg.tf32, dev)
+    acc = make_accelerator(precision(cfg, dev), dev)
     ckpt_path = Path(ckpt_path)
-    wrapped = model
-    if world > 1:
-        wrapped = torch.nn.parallel.DistributedDataParallel(model)
     groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
     opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6,
                             weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_frac * max_steps), max_steps)
-    dev_type = next(model.parameters()).device.type
-    scaler = torch.amp.GradScaler(dev_type, enabled=fp16_scaling)
     step, position, history = 0, 0, []
     fingerprint = {**fingerprint, "max_steps": max_steps, "world": world}
     if ckpt_path.exists():
@@ -98,8 +103,8 @@ def train_loop(model: torch.nn.Module, loss_fn: LossFn, train_seqs: Any, *, cfg:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
-            if state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
+            if state.get("scaler") and acc.scaler is not None:
+                acc.scaler.load_state_dict(state["scaler"])
         except (RuntimeError, ValueError, KeyError) as err:
             raise CheckpointError(
                 f"checkpoint {ckpt_path} does not fit this model ({type(err).__name__}: "
@@ -111,6 +116,10 @@ def train_loop(model: torch.nn.Module, loss_fn: LossFn, train_seqs: Any, *, cfg:
     if step >= end:
         return history
     model.train()
+    # DDP (device_ids = this GPU) and autocast through accelerate; our scheduler is stepped
+    # by hand, once per optimizer step (accelerate's would step once per process).
+    wrapped = acc.prepare_model(LossModule(model, loss_fn), device_placement=False)
+    aopt = acc.prepare_optimizer(opt, device_placement=False)
     stream = batch_stream(train_seqs, cfg.batch_size, cfg.seed, pad_id, start=position,
                           rank=rank, world=world)
     gen = torch.Generator()
@@ -119,31 +128,37 @@ def train_loop(model: torch.nn.Module, loss_fn: LossFn, train_seqs: Any, *, cfg:
     while step < end:
         torch.manual_seed(step_seed(cfg.seed, step, rank))
         gen.manual_seed(step_seed(cfg.seed + 1, step, rank))
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}
         tokens = 0
         for micro in range(cfg.grad_accum):
             _, batch = next(stream)
             tokens += int(batch["attention_mask"].sum())
-            sync = micro == cfg.grad_accum - 1 or world == 1
-            ctx = wrapped.no_sync() if not sync else contextlib.nullcontext()
+            last = micro == cfg.grad_accum - 1
+            ctx = contextlib.nullcontext() if last else acc.no_sync(wrapped)
             with ctx:
-                out = loss_fn(wrapped, batch, gen)
-                scaler.scale(out["loss"] / cfg.grad_accum).backward()
-            for k, v in out.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach()) / cfg.grad_accum
+                out = wrapped(batch, gen)
+                acc.backward(out["loss"] / cfg.grad_accum)
+            for k, v in out.items():  # summed on the device: one host sync per step
+                sums[k] = sums.get(k, 0.0) + v.detach().float() / cfg.grad_accum
         position += cfg.grad_accum * world
+        keys = sorted(sums)
+        vec = torch.stack([torch.as_tensor(sums[k], device=dev).float() for k in keys]
+                          + [torch.tensor(float(tokens), device=dev)])
+        if world > 1:  # the logged losses are the global batch's, the same on every rank,
+            torch.distributed.all_reduce(vec)  # so a non-finite one stops all ranks together
+            vec[:-1] /= world
+        sums = dict(zip(keys, vec[:-1].tolist(), strict=True))
+        tokens = int(vec[-1])
         check_finite(sums, step + 1, desc)  # before the step: nothing non-finite is saved
-        scaler.unscale_(opt)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        if not fp16_scaling:  # the fp16 scaler skips inf steps by design; nothing else may
+        grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        if acc.scaler is None:  # the fp16 scaler skips inf steps by design; nothing else may
             check_finite({"grad_norm": float(grad_norm)}, step + 1, desc)
-        scaler.step(opt)
-        scaler.update()
+        aopt.step()
         sched.step()
-        opt.zero_grad(set_to_none=True)
+        aopt.zero_grad(set_to_none=True)
         step += 1
         record = {"step": step, **sums, "grad_norm": float(grad_norm),
-                  "lr": sched.get_last_lr()[0], "tokens": tokens * world,
+                  "lr": sched.get_last_lr()[0], "tokens": tokens,
                   "seconds": time.perf_counter() - t0}
         history.append(record)
         bar.update(1)
@@ -154,7 +169,8 @@ def train_loop(model: torch.nn.Module, loss_fn: LossFn, train_seqs: Any, *, cfg:
             save_checkpoint(ckpt_path, {
                 "fingerprint": fingerprint, "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "scaler": scaler.state_dict(), "torch_rng": torch.get_rng_state(),
+                "scaler": acc.scaler.state_dict() if acc.scaler is not None else {},
+                "torch_rng": torch.get_rng_state(),
                 "step": step, "position": position, "history": history,
             })
     bar.close()
@@ -187,10 +203,13 @@ def apply_speed_settings(cfg: Config, *models: torch.nn.Module) -> None:
 
 
 def _autocast(cfg: Config, device: torch.device) -> Any:
-    if cfg.distill_autocast is None:
+    """The step's autocast: `recipe.precision` (bf16/fp16 on GPUs by default, else as set)."""
+    from .recipe import precision
+
+    amp = precision(cfg, device)
+    if amp is None:
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if cfg.distill_autocast == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 class _FusedHeadLoss(torch.autograd.Function):
@@ -201,6 +220,11 @@ class _FusedHeadLoss(torch.autograd.Function):
     teacher logits, both terms and their gradient are computed together, and the gradient
     is pushed through the student's decoder at once (backward only scales it). Returns
     (weighted sum, L_ce, L_mlm); the two terms are for logging (not differentiable).
+
+    Under autocast the logits' matmuls run in `mm_dtype`, softmaxes and the gradient in
+    float32; the gradient's own matmuls stay in float32 under fp16 (cast to fp16, most of
+    its entries, O(1/rows), would flush to zero before any loss scaler sees them) and the
+    weight gradient is accumulated in float32 whatever the precision.
     """
 
     @staticmethod
@@ -219,6 +243,8 @@ class _FusedHeadLoss(torch.autograd.Function):
         mlm_sum = torch.zeros((), dtype=torch.float32, device=zs.device)
         ws_mm, wt_mm = ws.to(mm_dtype), wt.to(mm_dtype)
         bs_mm, bt_mm = bs.to(mm_dtype), bt.to(mm_dtype)
+        g_dtype = torch.float32 if mm_dtype == torch.float16 else mm_dtype
+        ws_g = ws_mm if g_dtype == mm_dtype else ws.to(g_dtype)
         for start in range(0, zs.size(0), chunk):
             rows = slice(start, start + chunk)
             zs_c = zs[rows].to(mm_dtype)
@@ -248,9 +274,9 @@ class _FusedHeadLoss(torch.autograd.Function):
             if grad is None:
                 continue
             if gzs is not None:
-                gzs[rows] = (grad.to(mm_dtype) @ ws_mm).to(gzs.dtype)
+                gzs[rows] = (grad.to(g_dtype) @ ws_g).to(gzs.dtype)
             if gws is not None:
-                gws += (grad.t().to(mm_dtype) @ zs_c).float()
+                gws += (grad.t().to(g_dtype) @ zs[rows].to(g_dtype)).float()
             if gbs is not None:
                 gbs += grad.sum(0)
         ce = ce_sum * temperature**2 / max(n_ce, 1)
@@ -269,10 +295,15 @@ class _FusedHeadLoss(torch.autograd.Function):
 
 
 def _fused_parts_ok(teacher: torch.nn.Module, student: torch.nn.Module) -> bool:
-    """The fused head needs the suite's own classes (and no DDP wrapper around the student)."""
+    """The fused head needs the suite's own classes, and runs on CPUs only: it is a CPU
+    design (per-chunk host synchronisations); on a GPU the plain head under autocast is fast
+    and its (tokens x vocab) logits fit. Under DDP the student arrives unwrapped inside
+    `devices.LossModule`, whose forward DDP synchronises."""
     from transformers import BertForMaskedLM, DistilBertForMaskedLM
 
-    return isinstance(teacher, BertForMaskedLM) and isinstance(student, DistilBertForMaskedLM)
+    on_cpu = next(student.parameters()).device.type == "cpu"
+    return (on_cpu and isinstance(teacher, BertForMaskedLM)
+            and isinstance(student, DistilBertForMaskedLM))
 
 
 def fused_triple_loss(teacher: Any, student: Any, masked: torch.Tensor, am: torch.Tensor,
@@ -331,7 +362,8 @@ def make_distill_loss(teacher: torch.nn.Module, cfg: Config, weights: torch.Tens
                 getattr(m, "bert", getattr(m, "distilbert", m)).compile()
             compiled.add(id(student))
         ids, am = batch["input_ids"], batch["attention_mask"]
-        masked, labels = mask_tokens(ids, am, weights, mask_id, vocab_size, cfg.mlm_prob, gen)
+        masked, labels = mask_tokens(ids, am, weights, mask_id, vocab_size, cfg.mlm_prob, gen,
+                                     count_special=cfg.mlm_count_special)
         masked, labels, am = masked.to(dev), labels.to(dev), am.to(dev)
         with _autocast(cfg, dev):
             if cfg.distill_fused_head and _fused_parts_ok(teacher, student):
@@ -359,10 +391,13 @@ def make_mlm_loss(cfg: Config, weights: torch.Tensor, mask_id: int, vocab_size: 
     """
 
     def loss_fn(model: torch.nn.Module, batch: dict, gen: torch.Generator) -> dict:
-        core = model.module if hasattr(model, "module") else model
+        # `model` is the bare model: train_loop calls this inside DDP's forward
+        # (devices.LossModule), so the rows-only head below is still all-reduced
+        core = model
         dev = next(core.parameters()).device
         ids, am = batch["input_ids"], batch["attention_mask"]
-        masked, labels = mask_tokens(ids, am, weights, mask_id, vocab_size, cfg.mlm_prob, gen)
+        masked, labels = mask_tokens(ids, am, weights, mask_id, vocab_size, cfg.mlm_prob, gen,
+                                     count_special=cfg.mlm_count_special)
         hidden = core.bert(input_ids=masked.to(dev), attention_mask=am.to(dev)).last_hidden_state
         sel = labels.to(dev) != -100
         logits = core.cls(hidden[sel])
@@ -403,26 +438,32 @@ def evaluate_mlm(model: torch.nn.Module, seqs: Any, tokenizer: Any, *, batch_siz
 
 # ------------------------------------------------------------------- the pipeline
 def corpus_weights(seqs: Any, tokenizer: Any, smoothing: float | None) -> torch.Tensor:
-    """The reference's masking weights from the corpus token counts (uniform if None)."""
+    """The reference's masking weights from the corpus token counts (uniform if None);
+    the counts are one bincount over the Arrow values, cached beside the corpus cache."""
+    from .data import token_counts_of
+
     counts = None
     if smoothing is not None:
-        counts = np.zeros(len(tokenizer), dtype=np.int64)
-        for chunk in seqs.iter(batch_size=10_000):
-            counts += token_counts(chunk["input_ids"], len(tokenizer))
+        counts = token_counts_of(seqs, len(tokenizer))
     return masking_weights(counts, tokenizer.all_special_ids, len(tokenizer), smoothing)
 
 
 def prepare_corpus(cfg: Config, tokenizer: Any) -> tuple[Any, Any]:
-    """Tokenised (train, held-out) sequences for the profile's corpus (cached by datasets)."""
-    rank, world = dist_info()
-    if world > 1 and rank != 0:
-        torch.distributed.barrier()  # rank 0 tokenises and fills the cache first
-    train_docs, held_docs = load_corpus(cfg)
-    procs = None if len(train_docs) < 20_000 else min(4, os.cpu_count() or 1)
-    train = tokenize_corpus(train_docs, tokenizer, cfg.max_seq_len, cfg.min_seq_len, procs)
-    held = tokenize_corpus(held_docs, tokenizer, cfg.max_seq_len, cfg.min_seq_len)
-    if world > 1 and rank == 0:
-        torch.distributed.barrier()
+    """Tokenised (train, held-out) sequences for the profile's corpus, and the recipe.
+
+    Tokenised once per corpus settings and cached on disk (`data.prepare_sequences`):
+    rank 0 builds a missing cache while the other ranks wait (`dist_timeout_s`), then every
+    rank memory-maps it. The recipe's derived settings are filled in on `cfg`
+    (`recipe.resolve`: grad_accum from the number of processes, max_steps from epochs).
+    """
+    from .data import prepare_sequences
+    from .devices import main_process_first
+    from .recipe import resolve
+
+    _, world = dist_info(cfg.dist_timeout_s)
+    with main_process_first(cfg.dist_timeout_s):
+        train, held = prepare_sequences(cfg, tokenizer)
+    resolve(cfg, len(train), world)
     return train, held
 
 
@@ -436,11 +477,40 @@ def prepare_tokenizer(cfg: Config) -> Any:
 
 
 def check_vocab(model: torch.nn.Module, tokenizer: Any, what: str = "teacher") -> None:
-    """A tokenizer whose ids the model cannot embed gives silently wrong numbers: refuse it."""
+    """A tokenizer whose ids mean other tokens to the model gives silently wrong numbers.
+
+    The sizes must agree, and so must the tokens: against the vocabulary digest a suite
+    model records in its config (`save_model`), else against the tokenizer saved beside the
+    model's weights. A model with neither (built in memory) is checked by size alone.
+    """
+    from .artefacts import vocab_digest
+
     n = model.config.vocab_size
     if len(tokenizer) != n:
         raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the {what} embeds "
                          f"{n}: use the {what}'s own tokenizer (tokenizer=None) or a matching one")
+    expected = getattr(model.config, "distil_vocab_sha256", None)
+    if expected is None:
+        own = _saved_tokenizer(getattr(model.config, "_name_or_path", "") or "")
+        expected = vocab_digest(own) if own is not None else None
+    if expected is not None and expected != vocab_digest(tokenizer):
+        raise ValueError(f"the tokenizer has the {what}'s vocabulary size ({n}) but other tokens "
+                         f"in it (or in another order) than the {what} was trained with: use the "
+                         f"{what}'s own tokenizer (tokenizer=None) or the same vocabulary file")
+
+
+def _saved_tokenizer(path: str) -> Any:
+    """The tokenizer saved in a model folder, or None when the folder has none."""
+    folder = Path(path)
+    if not folder.is_dir() or not any((folder / f).is_file()
+                                      for f in ("tokenizer.json", "vocab.txt")):
+        return None
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError):
+        return None
 
 
 def prepare_teacher(cfg: Config, tokenizer: Any, train_seqs: Any = None,
@@ -449,35 +519,51 @@ def prepare_teacher(cfg: Config, tokenizer: Any, train_seqs: Any = None,
 
     A teacher without an MLM head (a sentence encoder such as MiniLM) or the smoke profile's
     tiny random teacher is given a head and trained on the corpus with masked-LM for
-    `cfg.adapt_steps` steps — cached under `results/<profile>/teacher` and resumable.
+    `cfg.adapt_steps` steps — saved under `results/<profile>/teacher` with its stamp (the
+    settings it was made from, and the adaptation report) and resumable. The saved teacher is
+    reused only while its stamp matches the profile's settings; otherwise it is made again.
+    A tiny teacher is saved even unadapted, so later notebooks load it by path.
     """
+    from .artefacts import read_stamp, stale_reason, teacher_stamp
     from .student import load_teacher, save_model, tiny_teacher
 
     cached = cfg.out / "teacher"
-    if (cached / "config.json").exists():
-        teacher = load_teacher(cached)
-        check_vocab(teacher, tokenizer)
-        report_path = cfg.out / "teacher_adaptation.json"
-        report = {}
-        if report_path.exists():
-            import json
-
-            report = json.loads(report_path.read_text())["metrics"]
-        return teacher, str(cached), report
+    stamp = teacher_stamp(cfg)
+    report_path = cfg.out / "teacher_adaptation.json"
+    saved = cfg.adapt_steps > 0 or cfg.teacher == "tiny"
+    rank = dist_info()[0]
+    if saved:
+        reason = stale_reason(cached, stamp)
+        if reason is None:
+            teacher = load_teacher(cached)
+            check_vocab(teacher, tokenizer)
+            report = read_stamp(cached).get("report") or {}
+            if rank == 0 and report and not report_path.exists():
+                # the report travels inside the teacher's folder: a kill between the two
+                # writes loses nothing
+                write_result(report_path, report, cfg, teacher=cfg.teacher, model=str(cached))
+            return teacher, str(cached), report
+        if (cached / "config.json").exists() and rank == 0:
+            print(f"[teacher] {reason}: making it again", flush=True)
     if cfg.teacher == "tiny":
         teacher = tiny_teacher(len(tokenizer), cfg.tiny_layers, cfg.tiny_hidden, cfg.tiny_heads,
                                cfg.tiny_intermediate, seed=cfg.seed)
     else:
         teacher = load_teacher(cfg.teacher, allow_new_head=cfg.adapt_steps > 0)
     check_vocab(teacher, tokenizer)
-    if cfg.adapt_steps <= 0:
+    if not saved:
         return teacher.eval(), cfg.teacher, {}
-    if train_seqs is None:
-        train_seqs, held_seqs = prepare_corpus(cfg, tokenizer)
-    report = adapt_teacher(teacher, cfg, tokenizer, train_seqs, held_seqs)
-    if dist_info()[0] == 0:
-        save_model(teacher, tokenizer, cached)
-        write_result(cfg.out / "teacher_adaptation.json", report, cfg, teacher=cfg.teacher)
+    report = {}
+    if cfg.adapt_steps > 0:
+        if train_seqs is None:
+            train_seqs, held_seqs = prepare_corpus(cfg, tokenizer)
+        report = adapt_teacher(teacher, cfg, tokenizer, train_seqs, held_seqs)
+    if rank == 0:
+        save_model(teacher, tokenizer, cached, stamp, report=report)
+        if report:
+            write_result(report_path, report, cfg, teacher=cfg.teacher, model=str(cached))
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()  # every rank returns the path once the folder exists
     return teacher.eval(), str(cached), report
 
 
@@ -491,10 +577,11 @@ def adapt_teacher(teacher: torch.nn.Module, cfg: Config, tokenizer: Any, train_s
     body = [p for p in teacher.parameters() if id(p) not in head_ids]
     weights = corpus_weights(train_seqs, tokenizer, cfg.adapt_mlm_smoothing)
     loss_fn = make_mlm_loss(cfg, weights, tokenizer.mask_token_id, len(tokenizer))
+    fp = _fingerprint(cfg, "adapt")
     history = train_loop(
         teacher, loss_fn, train_seqs, cfg=cfg, max_steps=cfg.adapt_steps, lr=cfg.adapt_lr,
-        ckpt_path=cfg.out / "checkpoints" / "teacher_adapt.pt",
-        fingerprint=_fingerprint(cfg, "adapt", adapt_mlm_smoothing=cfg.adapt_mlm_smoothing),
+        ckpt_path=_checkpoint(cfg.out / "checkpoints" / "teacher_adapt.pt", fp),
+        fingerprint=fp,
         pad_id=tokenizer.pad_token_id,
         param_groups=[{"params": body, "lr": cfg.adapt_lr},
                       {"params": head, "lr": cfg.adapt_head_lr}], desc="adapt teacher")
@@ -506,15 +593,32 @@ def adapt_teacher(teacher: torch.nn.Module, cfg: Config, tokenizer: Any, train_s
 
 
 def _fingerprint(cfg: Config, kind: str, **extra: Any) -> dict[str, Any]:
-    keys = ("teacher", "tokenizer", "corpus", "corpus_max_docs", "max_seq_len", "min_seq_len",
-            "batch_size", "grad_accum", "seed", "mlm_prob", "mlm_smoothing")
-    fp = {k: getattr(cfg, k) for k in keys}
-    fp = {k: list(v) if isinstance(v, tuple) else v for k, v in fp.items()}
-    if kind == "distill":
-        for k in ("lr", "warmup_frac", "temperature", "alpha_ce", "alpha_mlm", "alpha_cos",
-                  "ce_on_masked_only", "max_grad_norm", "weight_decay"):
-            fp[k] = getattr(cfg, k)
-    return {"kind": kind, **fp, **extra}
+    """Every setting that changes the run (`artefacts`), so resuming under another is refused."""
+    from .artefacts import distill_settings, teacher_settings
+
+    # the stamps name the recipe's inputs; a resumed run must also match what was derived
+    # from them (the accumulation for this number of processes)
+    if kind == "adapt":
+        return {"kind": kind, **teacher_settings(cfg), "grad_accum": cfg.grad_accum, **extra}
+    return {"kind": kind, **distill_settings(cfg, extra.pop("init", "skip")),
+            "grad_accum": cfg.grad_accum, **extra}
+
+
+def _checkpoint(path: Path, fingerprint: dict[str, Any]) -> Path:
+    """`path`, after discarding a *finished* checkpoint of other settings found there.
+
+    A finished run's checkpoint is only a shortcut (its model was saved): when the settings
+    change it is removed so the new run can start. An unfinished one is left to `train_loop`,
+    which refuses it and names the settings that differ: that work may still be wanted.
+    """
+    from .checkpoint import discard_finished
+
+    if dist_info()[0] == 0 and discard_finished(path, fingerprint):
+        print(f"[checkpoint] {path.name}: a finished run with other settings; starting anew",
+              flush=True)
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    return path
 
 
 def run_distillation(cfg: Config, teacher: torch.nn.Module, tokenizer: Any, train_seqs: Any,
@@ -523,20 +627,39 @@ def run_distillation(cfg: Config, teacher: torch.nn.Module, tokenizer: Any, trai
                      on_log: Callable[[dict], None] | None = None) -> tuple[torch.nn.Module, list]:
     """Distil `teacher` into a layer-skipped (or random) student; save it under `name`.
 
-    The student is saved with `save_pretrained` to `results/<profile>/<name>` and its loss
-    history to `<name>_history.json`; an interrupted run resumes from its checkpoint.
+    The student is saved with `save_pretrained` to `results/<profile>/<name>`, stamped with
+    the settings and teacher it was made from, and its loss history to `<name>_history.json`;
+    an interrupted run resumes from its checkpoint, and a student already distilled under
+    exactly these settings is loaded instead of trained again.
     """
+    from .artefacts import is_current, student_stamp
+    from .io import read_result
     from .student import random_student, save_model, student_from_teacher
 
+    if cfg.max_steps is None:
+        raise ValueError("max_steps is None: with `epochs` it is derived from the corpus size "
+                         "by prepare_corpus(cfg, tokenizer); call that first, or set max_steps")
+    if cfg.max_steps < 1:
+        raise ValueError(f"max_steps is {cfg.max_steps}: distillation would train nothing and "
+                         "save nothing. Give it steps (e.g. -p max_steps 200); the undistilled "
+                         "student is the ablation row 'no distillation'")
     check_vocab(teacher, tokenizer)
-    layers = cfg.student_layers if layers is None else layers
-    student = student_from_teacher(teacher, layers)
+    if layers is not None:
+        cfg = dataclasses.replace(cfg, student_layers=tuple(int(i) for i in layers))
+    stamp = student_stamp(cfg, init)
+    out_dir, history_path = cfg.out / name, cfg.out / f"{name}_history.json"
+    dev = resolve_device(cfg.device)
+    if stop_at is None and is_current(out_dir, stamp) and history_path.is_file():
+        from transformers import DistilBertForMaskedLM
+
+        history = read_result(history_path)["metrics"]["history"]
+        return DistilBertForMaskedLM.from_pretrained(out_dir).to(dev).eval(), history
+    student = student_from_teacher(teacher, cfg.student_layers)
     if init == "random":
         student = random_student(teacher, student.config.n_layers, seed=cfg.seed)
     elif init != "skip":
         raise ValueError(f"init must be 'skip' or 'random', got {init!r}")
     rank, _ = dist_info()
-    dev = resolve_device(cfg.device)
     teacher.to(dev)
     student.to(dev)
     apply_speed_settings(cfg, teacher, student)
@@ -544,16 +667,18 @@ def run_distillation(cfg: Config, teacher: torch.nn.Module, tokenizer: Any, trai
     loss_fn = make_distill_loss(teacher, cfg, weights, tokenizer.mask_token_id, len(tokenizer))
     fp = _fingerprint(cfg, "distill", init=init,
                       layers=list(student.config.to_dict().get("distil_teacher_layers", [])))
+    fp["teacher_sha256"] = stamp["inputs"]["teacher"]
     history = train_loop(student, loss_fn, train_seqs, cfg=cfg, max_steps=cfg.max_steps,
-                         lr=cfg.lr, ckpt_path=cfg.out / "checkpoints" / f"{name}.pt",
+                         lr=cfg.lr, ckpt_path=_checkpoint(cfg.out / "checkpoints" / f"{name}.pt",
+                                                          fp),
                          fingerprint=fp, pad_id=tokenizer.pad_token_id, stop_at=stop_at,
                          on_log=on_log, desc=f"distil {name}",
                          fp16_scaling=cfg.distill_autocast == "fp16")
     finished = bool(history) and history[-1]["step"] >= cfg.max_steps
     if rank == 0 and finished:
-        save_model(student, tokenizer, cfg.out / name)
-        write_result(cfg.out / f"{name}_history.json", {"history": history}, cfg,
-                     name=name, init=init, layers=fp["layers"])
+        save_model(student, tokenizer, out_dir, stamp)
+        write_result(history_path, {"history": history}, cfg, name=name, init=init,
+                     layers=fp["layers"], model=str(out_dir))
     return student, history
 
 
@@ -587,8 +712,27 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--name", default="student", help="output directory name under results/")
     ap.add_argument("--init", default="skip", choices=["skip", "random"])
     ap.add_argument("--stop-at", type=int, default=None, help="stop after this step (resumable)")
+    ap.add_argument("--plan", action="store_true", help="print the run's plan (processes, "
+                    "batches, steps, precision) as one JSON object and exit, training nothing")
+    ap.add_argument("--world-size", type=int, default=None,
+                    help="with --plan: plan for this many processes (default: this machine)")
     args = ap.parse_args(argv)
-    cfg = config_from_cli(args.profile, args.param)
+    if args.plan:
+        import json
+
+        from .recipe import plan
+
+        print(json.dumps(plan(config_from_cli(args.profile, args.param), args.world_size)))
+        return
+    try:  # every bad setting or output path is named here, before any work
+        cfg = config_from_cli(args.profile, args.param)
+        if cfg.max_steps is not None and cfg.max_steps < 1:  # None: from epochs (recipe)
+            raise ValueError(f"max_steps is {cfg.max_steps}: this command would train nothing "
+                             "and save nothing; give it steps, e.g. -p max_steps 200")
+        if int(os.environ.get("RANK", "0")) == 0:  # rank 0 writes; the other ranks only read
+            lock_results(cfg.out, f"distill --profile {args.profile} --name {args.name}")
+    except (ValueError, ResultsLockedError, NotADirectoryError) as err:
+        ap.exit(2, f"error: {err}\n")
     torch.manual_seed(cfg.seed)
     tokenizer = prepare_tokenizer(cfg)
     train, held = prepare_corpus(cfg, tokenizer)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import statistics
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from transformers import (
     set_seed,
 )
 
+from . import ft_runs
 from .config import GLUE_TASKS, Config
 from .hub import load_split, load_tokenizer, local_files, resolve_model
 from .io import write_result
@@ -83,15 +83,43 @@ def _tokenizer(model_path: str, tokenizer: Any) -> Any:
 def _training_args(cfg: Config, seed: int, out: str, epochs: float,
                    **kw: Any) -> TrainingArguments:
     """BERT's fine-tuning recipe (AdamW, 10% linear warm-up, weight decay 0.01) with the
-    profile's lr / batch size; nothing saved or logged (the suite writes its own results)."""
-    return TrainingArguments(
+    profile's lr / batch size; a checkpoint every `ft_checkpoint_every` steps into `out` (the
+    run's folder, `ft_runs.checkpoint_dir`), nothing logged (the suite writes its results)."""
+    kw = {"save_strategy": "steps", "save_steps": cfg.ft_checkpoint_every,
+          "save_total_limit": 1, **_device_kwargs(cfg), **kw}
+    args = TrainingArguments(
         output_dir=out, num_train_epochs=epochs, learning_rate=cfg.ft_lr,
-        per_device_train_batch_size=cfg.ft_batch_size,
         per_device_eval_batch_size=EVAL_BATCH_SIZE, warmup_steps=0.1, weight_decay=0.01,
-        seed=seed, data_seed=seed, save_strategy="no", eval_strategy="no",
+        seed=seed, data_seed=seed, eval_strategy="no",
         train_sampling_strategy="group_by_length" if cfg.ft_group_by_length else "random",
         logging_strategy="no", report_to=[], disable_tqdm=os.environ.get("TQDM_DISABLE") == "1",
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, log_level="error", **kw)
+    if args.n_gpu > 1:
+        # Trainer would wrap the model in nn.DataParallel over every GPU of this one process
+        # and silently multiply the batch by their number: one process, one device.
+        print(f"[finetune] one process sees {args.n_gpu} GPUs: fine-tuning on {args.device} "
+              "only; for all of them run one process per GPU (torchrun --nproc_per_node "
+              f"{args.n_gpu} ...), which keeps the batch at ft_batch_size={cfg.ft_batch_size}",
+              flush=True)
+        args._n_gpu = 1  # what Trainer itself does under model parallelism
+    return args
+
+
+def _device_kwargs(cfg: Config) -> dict[str, Any]:
+    """Precision and the per-device batch: bf16 autocast on GPUs that have it, else fp16
+    with loss scaling (`gpu_mixed_precision`), TF32; under torchrun (one process per GPU,
+    DDP) each process takes ft_batch_size / processes, so the recipe's batch is kept."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if cfg.ft_batch_size % world:
+        raise ValueError(f"ft_batch_size {cfg.ft_batch_size} does not split over {world} "
+                         "processes: choose a multiple of the process count")
+    out: dict[str, Any] = {"per_device_train_batch_size": cfg.ft_batch_size // world}
+    if torch.cuda.is_available():
+        amp = cfg.gpu_mixed_precision
+        bf16 = amp and torch.cuda.is_bf16_supported()
+        ampere = torch.cuda.get_device_capability()[0] >= 8  # TF32 exists from Ampere on
+        out.update(bf16=bf16, fp16=amp and not bf16, tf32=(cfg.tf32 and ampere) or None)
+    return out
 
 
 def _trainer(model: torch.nn.Module, tok: Any, args: TrainingArguments, train: Any,
@@ -112,11 +140,19 @@ def predict_in_order(trainer: Trainer, ds: Any) -> Any:
     return trainer.predict(ds).predictions
 
 
-def _save(trainer: Trainer, tok: Any, output_dir: Path | None) -> None:
+def _save(trainer: Trainer, tok: Any, output_dir: Path | None,
+          stamp: dict[str, Any] | None = None) -> None:
     if output_dir is not None:
         from .student import save_model  # atomic save_pretrained of model + tokenizer
 
-        save_model(trainer.model, tok, output_dir)
+        save_model(trainer.model, tok, output_dir, stamp)
+
+
+def _train(trainer: Trainer, resume: str | None) -> None:
+    """`trainer.train()`, from the run's last checkpoint when a killed run left one."""
+    if resume:
+        print(f"[fine-tune] resuming from {Path(resume).name}", flush=True)
+    trainer.train(resume_from_checkpoint=resume)
 
 
 # ------------------------------------------------------------------------------ GLUE
@@ -163,9 +199,22 @@ def finetune_glue(model_path: str, task: str, cfg: Config, seed: int,
 
     MNLI is scored on both dev sets: keys `accuracy_matched` and `accuracy_mismatched`.
     With `output_dir`, the fine-tuned model and tokenizer are saved there (save_pretrained),
-    e.g. for the speed and deployment notebooks.
+    e.g. for the speed and deployment notebooks. `glue_run` also returns the dev predictions
+    and each metric's interval.
     """
+    return glue_run(model_path, task, cfg, seed, output_dir, tokenizer)["metrics"]
+
+
+def glue_run(model_path: str, task: str, cfg: Config, seed: int,
+             output_dir: Path | None = None, tokenizer: Any = None) -> dict[str, Any]:
+    """`{"metrics": finetune_glue's dict, "dev": {split: predictions, labels, intervals}}`;
+    done once per model, task, seed and settings (`ft_runs`)."""
     cfg = task_config(cfg, task)
+    stamp = ft_runs.run_stamp(model_path, task, cfg, seed)
+    rid = ft_runs.run_id(model_path, task, seed, stamp)
+    done = ft_runs.finished(cfg, rid, stamp, output_dir)
+    if done is not None:  # scored before under exactly these settings: not run again
+        return done
     train, evals = glue_splits(task, cfg)  # checks the task, surfaces missing splits
     tok = _tokenizer(model_path, tokenizer)
     encode = _glue_encoder(tok, task, cfg.ft_max_seq_len)
@@ -181,21 +230,40 @@ def finetune_glue(model_path: str, task: str, cfg: Config, seed: int,
         resolve_model(model_path), num_labels=num_labels(task), **label_kwargs(task),
         problem_type="regression" if regression else "single_label_classification")
     out: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = _trainer(model, tok, _training_args(cfg, seed, tmp, cfg.ft_epochs), train)
-        trainer.train()
-        for split, ds in evals.items():
-            enc = ds.map(encode, batched=True, remove_columns=ds.column_names)
-            logits = predict_in_order(trainer, enc)
-            preds = logits[:, 0] if regression else logits.argmax(-1)
-            if task == "mnli":
-                which = split.removeprefix("validation_")  # matched / mismatched
-                acc = glue_metrics(f"mnli_{which}", preds, list(ds["label"]))["accuracy"]
-                out[f"accuracy_{which}"] = acc
-            else:
-                out.update(glue_metrics(task, preds, list(ds["label"])))
-    _save(trainer, tok, output_dir)
-    return out
+    dev: dict[str, dict[str, Any]] = {}
+    folder, resume = ft_runs.checkpoint_dir(cfg, rid, stamp)
+    trainer = _trainer(model, tok, _training_args(cfg, seed, str(folder), cfg.ft_epochs), train)
+    _train(trainer, resume)
+    for split, ds in evals.items():
+        enc = ds.map(encode, batched=True, remove_columns=ds.column_names)
+        logits = predict_in_order(trainer, enc)
+        preds = logits[:, 0] if regression else logits.argmax(-1)
+        labels = list(ds["label"])
+        scored = task
+        if task == "mnli":
+            which = split.removeprefix("validation_")  # matched / mismatched
+            scored = f"mnli_{which}"
+            out[f"accuracy_{which}"] = glue_metrics(scored, preds, labels)["accuracy"]
+        else:
+            out.update(glue_metrics(task, preds, labels))
+        dev[split] = dev_record(scored, preds, labels, cfg.seed)
+    result = {"metrics": out, "dev": dev}
+    _save(trainer, tok, output_dir, stamp)
+    ft_runs.record(cfg, rid, stamp, result)
+    return result
+
+
+def dev_record(task: str, preds: Any, labels: list, seed: int) -> dict[str, Any]:
+    """What a score needs to carry its uncertainty: the dev predictions and labels (for the
+    paired retention intervals of `summary`) and each metric's 95% bootstrap interval."""
+    from .intervals import metric_interval
+
+    preds = np.asarray(preds)
+    names = glue_metrics(task, preds, labels)
+    return {"predictions": preds.tolist(), "labels": list(labels),
+            "intervals": {k: list(metric_interval(
+                lambda p, y, k=k: glue_metrics(task, p, y)[k], preds, labels, seed=seed))
+                for k in names}}
 
 
 def run_glue(model_path: str, cfg: Config, name: str, tokenizer: Any = None,
@@ -205,33 +273,49 @@ def run_glue(model_path: str, cfg: Config, name: str, tokenizer: Any = None,
     The paper reports the median of 5 runs; the median resists the odd diverged run that
     small GLUE tasks (RTE, MRPC, CoLA) produce. Tasks whose data is not reachable (offline
     copies lack some train splits) are skipped and recorded with the reason, never silently
-    dropped. Writes `results/<profile>/glue_<name>.json`; the first seed's model of each task
-    is saved under `finetuned/<name>_<task>`.
+    dropped. Writes `results/<profile>/glue_<name>.json` (with `seed_ranges`, the range across
+    seeds, and `dev`, each run's dev predictions, labels and 95% bootstrap intervals); the
+    first seed's model of each task is saved under `finetuned/<name>_<task>`.
     """
     tasks = tuple(tasks or cfg.glue_tasks)
     for t in tasks:
         _check_task(t)
     skipped = {t: why for t in tasks if (why := missing_glue_data(t, cfg)) is not None}
     runnable = [t for t in tasks if t not in skipped]
+    if not runnable:  # before anything is written: a good earlier file stays as it is
+        raise FileNotFoundError(
+            f"none of the GLUE tasks {list(tasks)} can run: " + "; ".join(skipped.values()))
     runs: dict[str, list[dict[str, float]]] = {t: [] for t in runnable}
+    devs: dict[str, list[dict[str, Any]]] = {t: [] for t in runnable}  # per seed, as runs
     with tqdm(total=len(runnable) * len(cfg.ft_seeds), desc=f"GLUE {name}") as bar:
         for task in runnable:
             for i, seed in enumerate(cfg.ft_seeds):
                 bar.set_postfix(task=task, seed=seed)
                 save = (cfg.out / "finetuned" / f"{name}_{task}"
                         if i == 0 and save_first_seed else None)
-                runs[task].append(finetune_glue(model_path, task, cfg, seed, save, tokenizer))
+                run = glue_run(model_path, task, cfg, seed, save, tokenizer)
+                runs[task].append(run["metrics"])
+                devs[task].append(run["dev"])
                 bar.update()
-    per_task = {t: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+    # the paper's median over seeds, beside the range across seeds
+    per_task = {t: {k: statistics.median(r[k] for r in rs) for k in _scores(rs[0])}
                 for t, rs in runs.items()}
+    ranges = {t: {k: [min(r[k] for r in rs), max(r[k] for r in rs)] for k in _scores(rs[0])}
+              for t, rs in runs.items()}
     result = {"model": model_path, "per_task": per_task,
               "columns": {t: task_score(t, m) for t, m in per_task.items()},
               "score": glue_macro_score(per_task) if per_task else None,
-              "runs": runs, "seeds": list(cfg.ft_seeds), "tasks": list(tasks),
+              "seed_ranges": ranges, "runs": runs, "dev": devs, "seeds": list(cfg.ft_seeds),
+              "tasks": list(tasks),
               "skipped": skipped}
     write_result(cfg.out / f"glue_{name}.json", result, cfg, model=model_path, name=name,
                  tasks=list(tasks), seeds=list(cfg.ft_seeds))
     return result
+
+
+def _scores(run: dict[str, Any]) -> list[str]:
+    """The metric keys of one run (its dev predictions and intervals are not scores)."""
+    return [k for k, v in run.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
 
 
 # ------------------------------------------------------------------------------ IMDb
@@ -276,11 +360,17 @@ def finetune_imdb(model_path: str, cfg: Config, seed: int, tokenizer: Any = None
     Returns `accuracy`, `test_source` (the test split, or the held-out part of train
     offline) and the example counts, so the number is never mistaken for the full test set.
     """
+    stamp = ft_runs.run_stamp(model_path, "imdb", cfg, seed)
+    rid = ft_runs.run_id(model_path, "imdb", seed, stamp)
+    done = ft_runs.finished(cfg, rid, stamp, output_dir)
+    if done is not None:
+        return done
     train, test, source = imdb_splits(cfg)
     tok = _tokenizer(model_path, tokenizer)
 
     def encode(batch: dict) -> dict:
-        return tok(batch["text"], truncation=True, max_length=cfg.ft_max_seq_len)
+        return tok(batch["text"], truncation=True,
+                   max_length=cfg.imdb_max_seq_len or cfg.ft_max_seq_len)
 
     train = train.map(encode, batched=True, remove_columns=["text"], desc="tokenise imdb")
     enc_test = test.map(encode, batched=True, remove_columns=test.column_names)
@@ -288,13 +378,15 @@ def finetune_imdb(model_path: str, cfg: Config, seed: int, tokenizer: Any = None
     model = AutoModelForSequenceClassification.from_pretrained(resolve_model(model_path),
                                                                num_labels=2,
                                                                **label_kwargs("imdb"))
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = _trainer(model, tok, _training_args(cfg, seed, tmp, cfg.ft_epochs), train)
-        trainer.train()
-        preds = predict_in_order(trainer, enc_test).argmax(-1)
-    _save(trainer, tok, output_dir)
-    return {"accuracy": glue_metrics("sst2", preds, list(test["label"]))["accuracy"],
-            "test_source": source, "n_train": len(train), "n_test": len(test)}
+    folder, resume = ft_runs.checkpoint_dir(cfg, rid, stamp)
+    trainer = _trainer(model, tok, _training_args(cfg, seed, str(folder), cfg.ft_epochs), train)
+    _train(trainer, resume)
+    preds = predict_in_order(trainer, enc_test).argmax(-1)
+    _save(trainer, tok, output_dir, stamp)
+    out = {"accuracy": glue_metrics("sst2", preds, list(test["label"]))["accuracy"],
+           "test_source": source, "n_train": len(train), "n_test": len(test)}
+    ft_runs.record(cfg, rid, stamp, out)
+    return out
 
 
 # ----------------------------------------------------------------------------- SQuAD
@@ -395,31 +487,39 @@ def finetune_squad(model_path: str, cfg: Config, seed: int, teacher_qa_path: str
     """
     if teacher_qa_path is not None:
         _check_qa_teacher(resolve_model(teacher_qa_path))
+    what = "squad" if teacher_qa_path is None else "squad_d"
+    stamp = ft_runs.run_stamp(model_path, what, cfg, seed, teacher_qa=teacher_qa_path)
+    rid = ft_runs.run_id(model_path, what, seed, stamp)
+    done = ft_runs.finished(cfg, rid, stamp, output_dir)
+    if done is not None:
+        return done
     tok = _tokenizer(model_path, tokenizer)
     train, evals, source = squad_splits(cfg)
     feats = train_features(train, tok, cfg.squad_max_seq_len, cfg.squad_doc_stride)
     eval_feats = eval_features(evals, tok, cfg.squad_max_seq_len, cfg.squad_doc_stride)
     set_seed(seed)
     model = AutoModelForQuestionAnswering.from_pretrained(resolve_model(model_path))
-    with tempfile.TemporaryDirectory() as tmp:
-        args = _training_args(cfg, seed, tmp, cfg.squad_epochs,
-                              remove_unused_columns=teacher_qa_path is None)
-        if teacher_qa_path is None:
-            trainer = _trainer(model, tok, args, feats)
-        else:
-            teacher = AutoModelForQuestionAnswering.from_pretrained(resolve_model(teacher_qa_path))
-            trainer = _trainer(model, tok, args, feats, QADistillTrainer, teacher=teacher,
-                               alpha=cfg.squad_kd_alpha, temperature=cfg.temperature)
-        trainer.train()
-        keep = {"input_ids", "attention_mask", "token_type_ids"} & _forward_args(trainer.model)
-        model_inputs = eval_feats.remove_columns([c for c in eval_feats.column_names
-                                                  if c not in keep])
-        start, end = predict_in_order(trainer, model_inputs)[:2]
+    folder, resume = ft_runs.checkpoint_dir(cfg, rid, stamp)
+    args = _training_args(cfg, seed, str(folder), cfg.squad_epochs,
+                          remove_unused_columns=teacher_qa_path is None)
+    if teacher_qa_path is None:
+        trainer = _trainer(model, tok, args, feats)
+    else:
+        teacher = AutoModelForQuestionAnswering.from_pretrained(resolve_model(teacher_qa_path))
+        trainer = _trainer(model, tok, args, feats, QADistillTrainer, teacher=teacher,
+                           alpha=cfg.squad_kd_alpha, temperature=cfg.temperature)
+    _train(trainer, resume)
+    keep = {"input_ids", "attention_mask", "token_type_ids"} & _forward_args(trainer.model)
+    model_inputs = eval_feats.remove_columns([c for c in eval_feats.column_names
+                                              if c not in keep])
+    start, end = predict_in_order(trainer, model_inputs)[:2]
     preds = postprocess(evals, eval_feats, start, end)
-    _save(trainer, tok, output_dir)
-    return {**squad_metrics(preds, list(evals)), "split": source, "n_train": len(train),
-            "n_train_features": len(feats), "n_eval": len(evals),
-            "distilled": teacher_qa_path is not None}
+    _save(trainer, tok, output_dir, stamp)
+    out = {**squad_metrics(preds, list(evals)), "split": source, "n_train": len(train),
+           "n_train_features": len(feats), "n_eval": len(evals),
+           "distilled": teacher_qa_path is not None}
+    ft_runs.record(cfg, rid, stamp, out)
+    return out
 
 
 # ----------------------------------------------------------------------------- tables

@@ -7,6 +7,7 @@ over the target (`os.replace` is atomic on POSIX and Windows).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -14,7 +15,7 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +81,11 @@ def provenance(config: Any = None, **extra: Any) -> dict[str, Any]:
     Every results file carries this block so a number can be traced back to the run that
     made it.
     """
+    from .artefacts import NOT_RUN_SETTINGS, artefact_digest, digest
+
     cfg = config.to_dict() if hasattr(config, "to_dict") else (config or {})
     cmd = os.environ.get("DISTIL_COMMAND") or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    return {
+    out = {
         "profile": cfg.get("profile"),
         "seed": cfg.get("seed"),
         "command": cmd,
@@ -90,6 +93,15 @@ def provenance(config: Any = None, **extra: Any) -> dict[str, Any]:
         "versions": versions(),
         **extra,
     }
+    if cfg:  # what the numbers depend on, so a reader can tell a stale file from a current one
+        out["settings_sha256"] = digest({k: v for k, v in cfg.items()
+                                         if k not in NOT_RUN_SETTINGS})
+    # models named by path (teacher=..., student=...) are recorded by their stamp's digest
+    models = {k: artefact_digest(v) for k, v in extra.items()
+              if isinstance(v, (str, Path)) and Path(str(v)).is_dir()}
+    if models:
+        out["artefacts"] = models
+    return out
 
 
 def write_result(path: str | Path, metrics: dict[str, Any], config: Any = None,
@@ -98,16 +110,154 @@ def write_result(path: str | Path, metrics: dict[str, Any], config: Any = None,
     return write_json(path, {"provenance": provenance(config, **extra), "metrics": metrics})
 
 
-def read_result(path: str | Path) -> dict[str, Any]:
-    """Read a file written by `write_result`, with a clear error if it is missing."""
+# Set by the runner (`reproduce`) for each notebook: every results file or model folder the
+# notebook reads is listed there, so `--skip-done` knows exactly which inputs to compare.
+READ_LOG_ENV = "DISTIL_READ_LOG"
+
+
+def note_read(path: str | Path) -> None:
+    """Record that this run read `path` (a results file or a model folder), for the runner."""
+    log = os.environ.get(READ_LOG_ENV)
+    if log:
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(f"{Path(path).absolute()}\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file the suite wrote; a missing or damaged one is an error naming it."""
     path = Path(path)
-    if not path.exists():
+    note_read(path)
+    if not path.is_file():
         raise FileNotFoundError(
-            f"results file {path} does not exist: run the notebook that writes it first "
-            "(python -m distil_utils.reproduce --profile PROFILE)"
-        )
+            f"{path} does not exist: run the notebook or command that writes it first "
+            "(python -m distil_utils.reproduce --profile PROFILE)")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"results file {path} is not valid JSON ({err}); delete it and "
-                         "re-run the notebook that writes it") from err
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}): it was damaged or written by "
+                         "something else; delete it and re-run the step that writes it") from err
+
+
+def read_result(path: str | Path) -> dict[str, Any]:
+    """Read a file written by `write_result` (`provenance` and `metrics`), checked."""
+    data = read_json(path)
+    if not isinstance(data, dict) or "metrics" not in data or "provenance" not in data:
+        raise ValueError(f"{path} is not a results file of this suite (no 'metrics' and "
+                         "'provenance' blocks); move it out of the results folder")
+    return data
+
+
+# --- one writer per results folder -------------------------------------------------------------
+LOCK_NAME = ".writer.lock"
+# Folders whose lock this process or an ancestor holds: the runner's notebook kernels and a
+# notebook's own subprocesses belong to the run that took the lock, so they do not take it again.
+LOCK_ENV = "DISTIL_RESULTS_LOCKS"
+# Folders the suite writes inside a profile's results; a file in their place is refused up front.
+OUTPUT_FOLDERS = ("checkpoints", "config", "figures", "notebooks", "finetuned", "teacher",
+                  "student", "ft_runs")
+_HELD: dict[str, Any] = {}
+
+
+class ResultsLockedError(RuntimeError):
+    """Another run is writing the same results folder."""
+
+
+def check_output_dir(out: str | Path) -> Path:
+    """Refuse, before any work, a results folder that cannot be written as the suite will."""
+    out = Path(out).absolute()
+    for part in [out, *out.parents]:
+        if part.exists() and not part.is_dir():
+            raise NotADirectoryError(f"{part} is a file, but the results folder {out} must be a "
+                                     "folder there: move the file away or choose another "
+                                     "results_dir / RESULTS_DIR")
+    for name in OUTPUT_FOLDERS:
+        if (out / name).exists() and not (out / name).is_dir():
+            raise NotADirectoryError(f"{out / name} is a file, but the suite writes a folder "
+                                     "there: move it away (or delete it) and run again")
+    return out
+
+
+def clean_temporaries(out: str | Path) -> list[Path]:
+    """Remove what killed writes left (`.NAME.*.tmp` files, `.NAME.tmp`/`.NAME.old` folders).
+
+    Only called by the lock holder, the one writer of the folder, so nothing removed here can
+    belong to a write in progress.
+    """
+    import shutil
+
+    removed = []
+    for path in sorted(Path(out).rglob(".*"), key=lambda p: len(p.parts), reverse=True):
+        if path.name.endswith((".tmp", ".old")) and path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _locked_here(key: str) -> bool:
+    return key in _HELD or key in os.environ.get(LOCK_ENV, "").split(os.pathsep)
+
+
+def lock_results(out: str | Path, what: str) -> bool:
+    """Become the one writer of results folder `out` for the rest of this process.
+
+    An OS lock (`flock`) on `out/.writer.lock`: the kernel drops it when the process ends, so a
+    killed run never leaves it stuck. A second process is refused with a message naming the
+    first. Returns True if this call took the lock, False if this process (or the runner that
+    started it) already holds it.
+    """
+    out = check_output_dir(out)
+    key = str(out.resolve()) if out.exists() else str(out)
+    if _locked_here(key):
+        return False
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no OS lock to take; the run goes on unguarded
+        return False
+    out.mkdir(parents=True, exist_ok=True)
+    key = str(out.resolve())
+    fh = open(out / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115 (held for the process)
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        holder = fh.read().strip() or "a process that has not written its name yet"
+        fh.close()
+        raise ResultsLockedError(
+            f"{out} is being written by another run: {holder}. Wait for it to finish, stop it "
+            "(in JupyterLab: shut down that notebook's kernel; a killed run releases the "
+            "folder), or give this run another results_dir / RESULTS_DIR.") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(json.dumps({"pid": os.getpid(), "host": platform.node(), "what": what,
+                         "command": shlex.join(sys.argv),
+                         "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
+    fh.flush()
+    _HELD[key] = fh
+    os.environ[LOCK_ENV] = os.pathsep.join(filter(None, [os.environ.get(LOCK_ENV), key]))
+    clean_temporaries(out)
+    return True
+
+
+def unlock_results(out: str | Path) -> None:
+    """Give up the lock `lock_results` took (a no-op when this process does not hold it)."""
+    key = str(Path(out).absolute().resolve())
+    fh = _HELD.pop(key, None)
+    if fh is None:
+        return
+    fh.close()  # closing the file drops the flock
+    held = [k for k in os.environ.get(LOCK_ENV, "").split(os.pathsep) if k and k != key]
+    if held:
+        os.environ[LOCK_ENV] = os.pathsep.join(held)
+    else:
+        os.environ.pop(LOCK_ENV, None)
+
+
+@contextlib.contextmanager
+def results_lock(out: str | Path, what: str) -> Iterator[None]:
+    """`lock_results` for the length of a `with` block (kept if it was held before)."""
+    took = lock_results(out, what)
+    try:
+        yield
+    finally:
+        if took:
+            unlock_results(out)

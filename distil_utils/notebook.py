@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, get_config
-from .io import versions, write_json
+from .io import lock_results, versions, write_json
 
 
 class ResultsDirError(RuntimeError):
@@ -42,12 +42,13 @@ def setup(profile: str, notebook: str, **overrides: Any) -> Config:
         transformers.utils.logging.set_verbosity_error()
     except ImportError:
         pass
+    lock_results(cfg.out, f"notebook {notebook}")  # one writer; refused while another runs
     check_results_dir(cfg)
     write_json(cfg.out / "config" / f"{notebook}.json",
                {"notebook": notebook, "config": cfg.to_dict(), "versions": versions()})
     _plot_theme()
-    print(f"profile {cfg.profile!r} · results in {cfg.out} · seed {cfg.seed} · "
-          f"data {'Hub' if not cfg.data_dir else cfg.data_dir}")
+    print(f"profile {cfg.profile!r} · results in {relative(cfg.out, cfg)} · seed {cfg.seed} · "
+          f"data {'Hub' if not cfg.data_dir else 'local mirror ' + Path(cfg.data_dir).name}")
     print(" · ".join(f"{k} {v}" for k, v in versions().items() if k != "platform"))
     return cfg
 

@@ -19,9 +19,16 @@ anything runs, and a failure names the notebook, the cell and its first line, ke
 copy and stops the suite (later notebooks read what earlier ones wrote).
 
 Resume: `--skip-done` skips a notebook whose log record says it completed, with the same
-parameters and the same source file (sha256), and whose executed copy is still there. It trusts
-that what the notebook read from earlier notebooks is unchanged: delete its executed copy under
-`results/<profile>/notebooks/` to force it to run again.
+parameters, the same source file (sha256) and the same profile settings, whose executed copy
+is still there, and every file it read or wrote is as it left it. The kernel lists what it
+reads (`io.note_read`: results files, model folders by their stamp); what it wrote is what
+changed under `results/<profile>/` while it ran. So a fresh clone (whose log describes models
+that git does not hold) runs everything, and a re-made student re-runs every notebook that
+read it. Delete an executed copy under `results/<profile>/notebooks/` to force a notebook to
+run again.
+
+One writer: the runner holds the results folder's lock (`io.lock_results`) while it runs; a
+second runner or notebook on the same folder is refused, naming the first.
 
 Kernel: by default the Jupyter kernel `python3`, which jupyter_client starts with the running
 interpreter when its kernelspec says `python` (ipykernel's own spec does). If no `python3`
@@ -44,8 +51,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .artefacts import STAMP
 from .config import PROFILES, ROOT, Config
-from .io import versions, write_json
+from .io import (
+    READ_LOG_ENV,
+    ResultsLockedError,
+    lock_results,
+    unlock_results,
+    versions,
+    write_json,
+)
 
 NOTEBOOKS = ROOT / "notebooks"
 LOG_NAME = "reproduce_log.json"
@@ -356,6 +371,21 @@ def run_suite(profile: str, only: list[str] | None = None, params: dict[str, Any
     log = _read_log(out / LOG_NAME)
     command = command_line(profile, only, params, results_dir)
     done: list[dict[str, Any]] = []
+    try:  # one writer per results folder; the kernels started below are part of this run
+        took = lock_results(out, f"reproduce --profile {profile}")
+    except (ResultsLockedError, NotADirectoryError) as err:
+        raise SuiteError(str(err)) from None
+    try:
+        _run_all(notebooks, out, injected, kernel, log, command, skip_done, quiet, done)
+    finally:
+        if took:
+            unlock_results(out)
+    return done
+
+
+def _run_all(notebooks: list[Path], out: Path, injected: dict[str, Any], kernel: str | None,
+             log: dict[str, Any], command: str, skip_done: bool, quiet: bool,
+             done: list[dict[str, Any]]) -> None:
     with _environ(DISTIL_COMMAND=command, PYTHONPATH=_pythonpath()):
         for i, path in enumerate(notebooks, 1):
             # one line per notebook, once it is over (kernels write their own warnings to
@@ -367,9 +397,8 @@ def run_suite(profile: str, only: list[str] | None = None, params: dict[str, Any
                 _say(quiet, f"{head} FAILED after {err.record['seconds']:.1f} s")
                 raise
             done.append(record)
-            _say(quiet, f"{head} skipped: done with the same parameters"
+            _say(quiet, f"{head} skipped: done with the same parameters and inputs"
                  if record["status"] == "skipped" else f"{head} ok in {record['seconds']:.1f} s")
-    return done
 
 
 def _results_dir_from(params: dict[str, Any], results_dir: str | None) -> str | None:
@@ -389,7 +418,7 @@ def _run_or_skip(path: Path, out: Path, injected: dict[str, Any], kernel: str | 
     digest = _sha256(path)
     settings = profile_digest(out.name)
     previous = _read_log(log["path"])["runs"].get(path.name)  # another runner may have run it
-    if skip_done and _is_done(previous, executed, injected, digest, settings):
+    if skip_done and _is_done(previous, executed, injected, digest, settings, out):
         return {**previous, "status": "skipped"}
     record = {"notebook": path.name, "status": "running", "seconds": None,
               "parameters": _jsonable(injected), "executed": str(executed),
@@ -398,9 +427,13 @@ def _run_or_skip(path: Path, out: Path, injected: dict[str, Any], kernel: str | 
               "versions": _versions()}
     _log(out, log, record)  # an interrupted run leaves "running", never a stale "ok"
     executed.unlink(missing_ok=True)  # never blame an old copy for a new failure
+    before = snapshot(out)
+    reads = out / f".reads.{path.stem}.log"
+    reads.unlink(missing_ok=True)
     t0 = time.perf_counter()
     try:
-        _execute(path, executed, injected, kernel)
+        with _environ(**{READ_LOG_ENV: str(reads)}):
+            _execute(path, executed, injected, kernel)
     except BaseException as err:
         cell, first, message = _describe_failure(err, path, executed)
         record |= {"status": "failed", "seconds": round(time.perf_counter() - t0, 1),
@@ -410,9 +443,91 @@ def _run_or_skip(path: Path, out: Path, injected: dict[str, Any], kernel: str | 
             raise
         raise SuiteError(f"{message}\n  after fixing it, resume with: {command} --skip-done",
                          record) from err
-    record |= {"status": "ok", "seconds": round(time.perf_counter() - t0, 1)}
+    record |= {"status": "ok", "seconds": round(time.perf_counter() - t0, 1),
+               "files": _files_of_run(out, before, reads)}
+    reads.unlink(missing_ok=True)
     _log(out, log, record)
     return record
+
+
+# --- what a notebook read and wrote ------------------------------------------------------------
+# Bookkeeping under results/<profile>/ that is not a notebook's result (executed copies are
+# checked on their own; checkpoints are resumable work and corpus/ the tokenised-corpus cache,
+# not results).
+UNTRACKED = {"notebooks", "checkpoints", "config", "corpus", LOG_NAME, "PROFILE.json"}
+HASH_LIMIT = 64 << 20  # files larger than this (weights) are fingerprinted by size and mtime
+
+
+def fingerprint(path: Path) -> str | None:
+    """A file's sha256 (size and mtime for large ones); a model folder's stamp and file sizes.
+
+    A stamped folder (`artefacts.STAMP`) stands for its model: a model made again gets a new
+    stamp, and a deleted or truncated weight file changes the sizes. None: nothing there.
+    """
+    if path.is_dir():
+        stamp = path / STAMP
+        if not stamp.is_file():
+            return None
+        sizes = sorted((f.name, f.stat().st_size) for f in path.iterdir() if f.is_file())
+        return hashlib.sha256(stamp.read_bytes() + repr(sizes).encode()).hexdigest()
+    if not path.is_file():
+        return None
+    st = path.stat()
+    if st.st_size > HASH_LIMIT:
+        return f"size {st.st_size} mtime {st.st_mtime_ns}"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def snapshot(out: Path) -> dict[str, str]:
+    """{path relative to `out`: fingerprint} of every result and model folder under `out`."""
+    found: dict[str, str] = {}
+    if not out.is_dir():
+        return found
+    for folder, dirs, files in os.walk(out):
+        here = Path(folder)
+        rel = here.relative_to(out)
+        if STAMP in files and rel != Path("."):
+            found[rel.as_posix()] = fingerprint(here)
+            dirs.clear()
+            continue
+        dirs[:] = [d for d in dirs if not d.startswith(".")
+                   and not (rel == Path(".") and d in UNTRACKED)]
+        for name in files:
+            if name.startswith(".") or (rel == Path(".") and name in UNTRACKED):
+                continue
+            found[(rel / name).as_posix()] = fingerprint(here / name)
+    return found
+
+
+def _tracked(out: Path, path: Path) -> str | None:
+    """`path` as `snapshot` names it (its model folder, if inside one), or None if outside."""
+    try:
+        rel = path.absolute().relative_to(out.absolute())
+    except ValueError:
+        return None
+    if not rel.parts or rel.parts[0] in UNTRACKED:
+        return None
+    for i in range(1, len(rel.parts) + 1):  # the outermost stamped folder holding it
+        prefix = out / Path(*rel.parts[:i])
+        if prefix.is_dir() and (prefix / STAMP).is_file():
+            return Path(*rel.parts[:i]).as_posix()
+    return rel.as_posix()
+
+
+def _files_of_run(out: Path, before: dict[str, str], reads: Path) -> dict[str, str | None]:
+    """What the notebook wrote (changed or new since `before`) and read (its read log).
+
+    Read paths are fingerprinted as they are now, after the run; one that was missing when
+    read is recorded as None, so it appearing later also counts as a change.
+    """
+    after = snapshot(out)
+    files: dict[str, str | None] = {k: v for k, v in after.items() if before.get(k) != v}
+    if reads.is_file():
+        for line in reads.read_text(encoding="utf-8").splitlines():
+            rel = _tracked(out, Path(line))
+            if rel is not None and rel not in files:
+                files[rel] = fingerprint(out / rel)
+    return dict(sorted(files.items()))
 
 
 def _execute(path: Path, executed: Path, injected: dict[str, Any], kernel: str | None) -> None:
@@ -425,13 +540,20 @@ def _execute(path: Path, executed: Path, injected: dict[str, Any], kernel: str |
 
 
 def _is_done(previous: dict[str, Any] | None, executed: Path, injected: dict[str, Any],
-             digest: str, settings: str) -> bool:
+             digest: str, settings: str, out: Path) -> bool:
     """Completed before with these parameters, from this source, under these profile
-    settings, and the copy is still there."""
-    return bool(previous) and previous.get("status") == "ok" and executed.exists() \
-        and previous.get("parameters") == _jsonable(injected) \
-        and previous.get("source_sha256") == digest \
-        and previous.get("profile_sha256") == settings
+    settings; the copy is still there, and every file it read or wrote is as it left it.
+
+    A record without its files (an older log, or one committed without the models it
+    describes) is not done: the notebook runs again.
+    """
+    if not (previous and previous.get("status") == "ok" and executed.exists()
+            and previous.get("parameters") == _jsonable(injected)
+            and previous.get("source_sha256") == digest
+            and previous.get("profile_sha256") == settings
+            and isinstance(previous.get("files"), dict)):
+        return False
+    return all(fingerprint(out / rel) == fp for rel, fp in previous["files"].items())
 
 
 def _describe_failure(err: BaseException, source: Path,

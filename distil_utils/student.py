@@ -229,16 +229,28 @@ def random_student(teacher: BertForMaskedLM, n_layers: int, seed: int = 0) -> Di
     return DistilBertForMaskedLM(student_config(teacher, n_layers)).eval()
 
 
-def save_model(model: torch.nn.Module, tokenizer: Any, path: str | Path) -> Path:
+def save_model(model: torch.nn.Module, tokenizer: Any, path: str | Path,
+               stamp: dict[str, Any] | None = None, **stamp_extra: Any) -> Path:
     """`save_pretrained` model and tokenizer into `path`, so `from_pretrained`, `pipeline`
-    and the Hub can load it; written to a sibling directory first, then renamed."""
+    and the Hub can load it; written to a sibling directory first, then renamed.
+
+    `stamp` (`artefacts.make_stamp`, plus `stamp_extra` such as a report) is written inside,
+    so the settings a model was made from arrive with it in the same rename. The config
+    records the tokenizer's vocabulary digest, which `distill.check_vocab` compares.
+    """
     import shutil
+
+    from .artefacts import vocab_digest, write_stamp
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
+    if tokenizer is not None:
+        model.config.distil_vocab_sha256 = vocab_digest(tokenizer)
     model.save_pretrained(tmp)
+    if stamp is not None:
+        write_stamp(tmp, stamp, **stamp_extra)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
     from .modelcard import write_model_card  # README.md: base model, data, metrics

@@ -9,7 +9,6 @@ The paper's rows come from `distil_utils.paper` and are labelled "(paper)".
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,21 @@ from .paper import GLUE_COLUMNS, TABLE1_GLUE, TABLE2_DOWNSTREAM, TABLE3_SPEED, T
 
 def collect(out_dir: str | Path) -> dict[str, dict[str, Any]]:
     """`{file stem: metrics}` of every results file in a profile's directory."""
-    found = {}
+    from .artefacts import StaleArtefactError, stale_models
+    from .io import read_json
+
+    found, stale = {}, []
     for path in sorted(Path(out_dir).glob("*.json")):
-        data = json.loads(path.read_text())
+        data = read_json(path)  # a damaged file is an error naming it
         if isinstance(data, dict) and "metrics" in data:
             found[path.stem] = data["metrics"]
+            if models := stale_models(data.get("provenance") or {}):
+                stale.append(f"{path.name}: {', '.join(models)}")
+    if stale:  # one table must not mix the numbers of two different students
+        raise StaleArtefactError(
+            "these results describe models that have been made again since: "
+            + "; ".join(stale) + ". Re-run the notebooks that wrote them (python -m "
+            "distil_utils.reproduce --profile PROFILE --skip-done re-runs exactly those).")
     return found
 
 
@@ -98,6 +107,48 @@ def ablation_table(results: dict[str, Any]) -> pd.DataFrame:
     return df
 
 
+def glue_intervals(results: dict[str, Any], teacher: str = "teacher",
+                   student: str = "student") -> pd.DataFrame:
+    """Each GLUE task's score with its 95% interval, and the student's retention with its
+    paired interval (both models resampled on the same dev examples); a last row for the
+    macro score. From the first seed's dev predictions in `glue_<model>.json`."""
+    from .intervals import macro_retention_interval, metric_interval, retention_interval
+    from .metrics import glue_metrics, task_score
+
+    t_dev = results.get(f"glue_{teacher}", {}).get("dev") or {}
+    s_dev = results.get(f"glue_{student}", {}).get("dev") or {}
+    rows, macro = [], {}
+    for task in [t for t in t_dev if t in s_dev and t != "mnli" and t_dev[t] and s_dev[t]]:
+        split = next(iter(t_dev[task][0]))  # the task's one dev split
+        if split not in s_dev[task][0]:
+            continue
+        td, sd = t_dev[task][0][split], s_dev[task][0][split]
+        y = td["labels"]
+
+        def score(p: Any, labels: Any, task: str = task) -> float:
+            return task_score(task, glue_metrics(task, p, labels))
+
+        tp, sp = td["predictions"], sd["predictions"]
+        t_ci, s_ci = metric_interval(score, tp, y), metric_interval(score, sp, y)
+        ret = 100.0 * score(sp, y) / score(tp, y) if score(tp, y) else float("nan")
+        r_ci = retention_interval(score, tp, sp, y)
+        rows.append({"task": task, "teacher": score(tp, y), "teacher 95% low": t_ci[0],
+                     "teacher 95% high": t_ci[1], "student": score(sp, y),
+                     "student 95% low": s_ci[0], "student 95% high": s_ci[1],
+                     "retention %": ret, "retention 95% low": r_ci[0],
+                     "retention 95% high": r_ci[1], "dev examples": len(y)})
+        macro[task] = (score, tp, sp, y)
+    if not rows:
+        return pd.DataFrame()
+    df = pd.DataFrame(rows)
+    lo, hi = macro_retention_interval(macro)
+    t_macro, s_macro = df["teacher"].mean(), df["student"].mean()
+    df.loc[len(df)] = {"task": "macro (these tasks)", "teacher": t_macro, "student": s_macro,
+                       "retention %": 100.0 * s_macro / t_macro, "retention 95% low": lo,
+                       "retention 95% high": hi, "dev examples": int(df["dev examples"].sum())}
+    return df
+
+
 def mlm_table(results: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(results.get("03_distill", {}).get("held_out_mlm", []))
 
@@ -130,6 +181,26 @@ def _margin(rows: dict[str, float | None], ours: str = "triple loss") -> float |
     return float(rows[ours]) - max(others)
 
 
+def target_intervals(results: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """95% intervals of the targets' figures, where the results hold what they need."""
+    out: dict[str, tuple[float, float]] = {}
+    glue = glue_intervals(results)
+    if len(glue):
+        by_task = glue.set_index("task")
+        for key, row in (("sst2_retention", "sst2"), ("macro_retention", "macro (these tasks)")):
+            if row in by_task.index:
+                out[key] = (by_task.loc[row, "retention 95% low"],
+                            by_task.loc[row, "retention 95% high"])
+    speed = results.get("06_speed", {}).get("ratios", {})
+    if speed.get("speedup_paired_interval"):
+        out["speedup"] = tuple(speed["speedup_paired_interval"])
+    deploy = results.get("06_speed", {}).get("deploy", {}).get("models", {})
+    for key, (_, row) in INT8_VARIANTS.items():
+        if deploy.get(row, {}).get("accuracy_drop_interval"):
+            out[f"{key}_accuracy_drop"] = tuple(deploy[row]["accuracy_drop_interval"])
+    return out
+
+
 def target_measurements(results: dict[str, Any]) -> dict[str, float | None]:
     """The figures the targets are judged on, from the results files (None = not run)."""
     glue = results.get("04_glue", {}).get("models", {})
@@ -155,26 +226,50 @@ def target_measurements(results: dict[str, Any]) -> dict[str, float | None]:
         "sst2_margin_over_ablations": _margin(results.get("04_glue", {}).get("ablation_sst2",
                                                                             {})),
         "mlm_margin_over_ablations": _margin(mlm),
-        "speedup": speed.get("ratios", {}).get("speedup"), **int8,
+        # the paired ratio (drift between rounds cancels) where its interval was measured
+        "speedup": speed.get("ratios", {}).get("speedup_paired")
+        if speed.get("ratios", {}).get("speedup_paired_interval")
+        else speed.get("ratios", {}).get("speedup"), **int8,
     }
 
 
-def targets_table(results: dict[str, Any]) -> pd.DataFrame:
-    """Each target with the measured figure and whether it is met ("not run" if missing)."""
-    measured = target_measurements(results)
+def judge(value: float | None, op: str, bound: float,
+          interval: tuple[float, float] | None = None) -> str:
+    """"met" / "MISSED" / "within noise" (the 95% interval straddles the bound) / "not run".
+
+    Without an interval the point value decides; with one, only an interval wholly on one
+    side of the bound does.
+    """
     ops = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b}
+    if value is None:
+        return "not run"
+    if interval is None or any(v != v for v in interval):  # NaN: too few data for one
+        return "met" if ops[op](value, bound) else "MISSED"
+    lo, hi = interval
+    good, bad = (lo, hi) if op in (">=", ">") else (hi, lo)
+    if ops[op](good, bound):
+        return "met"
+    if not ops[op](bad, bound):
+        return "MISSED"
+    return "within noise"
+
+
+def targets_table(results: dict[str, Any]) -> pd.DataFrame:
+    """Each target with the measured figure, its 95% interval where known, and the verdict."""
+    measured, intervals = target_measurements(results), target_intervals(results)
     rows = []
     for name, (key, op, bound) in TARGETS.items():
-        value = measured.get(key)
-        met = "not run" if value is None else ("met" if ops[op](value, bound) else "MISSED")
+        value, ci = measured.get(key), intervals.get(key)
         rows.append({"target": name, "metric": key, "measured": value,
-                     "bound": f"{op} {bound:g}", "result": met})
+                     "95% low": ci[0] if ci else None, "95% high": ci[1] if ci else None,
+                     "bound": f"{op} {bound:g}", "result": judge(value, op, bound, ci)})
     return pd.DataFrame(rows)
 
 
 def summary_tables(results: dict[str, Any]) -> dict[str, pd.DataFrame]:
     """Every table of the summary notebook; empty frames where a notebook has not run."""
     return {"targets": targets_table(results), "glue": glue_table(results),
+            "glue intervals": glue_intervals(results),
             "downstream": downstream_table(results), "speed": speed_table(results),
             "ablation": ablation_table(results), "mlm": mlm_table(results)}
 

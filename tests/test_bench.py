@@ -222,6 +222,12 @@ def test_deploy_report_end_to_end(pair, tokenizer, tmp_path, data_dir):
         assert 0 <= r["accuracy"] <= 100 and r["seconds"] > 0 and r["disk_mb"] > 0
     if rep["onnx_error"] is None:
         assert rows["student ONNX fp32"]["agreement_with_student_fp32"] == 100.0
+        # the int8 graph is pre-processed and quantised per channel; both models also run
+        # under ONNX Runtime fp32, for the speed-up with less Python per call
+        assert "teacher ONNX fp32" in rows and rep["onnx_fp32_speedup"]["median"] > 0
+        lo, hi = rows["student ONNX int8"]["accuracy_drop_interval"]
+        assert lo <= rows["student ONNX int8"]["accuracy_drop"] <= hi
+    assert rows["student fp32"]["accuracy_drop"] == 0.0
     saved = json.loads((tmp_path / "smoke" / "deploy.json").read_text())
     assert saved["metrics"]["models"].keys() == rows.keys()
     with pytest.raises(TypeError, match="task name"):  # the old (…, cfg, tokenizer) order
@@ -252,3 +258,16 @@ def test_cli_end_to_end(pair, tmp_path, data_dir, capsys, monkeypatch):
     for suffix in ("png", "svg"):
         assert (tmp_path / "smoke" / "figures" / f"speed_latency_grid.{suffix}").stat().st_size
     assert res["models"]["student"]["layers"] == 2 and res["models"]["teacher"]["layers"] == 4
+
+
+def test_paper_shapes_time_bert_base_against_distilbert_base(tokenizer, data_dir):
+    from distil_utils.bench import paper_shapes
+
+    cfg = get_config("smoke", data_dir=data_dir, bench_shape_examples=3, bench_repeats=2)
+    res = paper_shapes(cfg, tokenizer, "stsb")
+    names = ["BERT-base shape", "DistilBERT-base shape"]
+    assert list(res["seconds"]) == names and res["examples"] == 3
+    assert res["params_m"][names[0]] == pytest.approx(109.5, abs=1.0)  # 12 x 768, with a head
+    assert res["params_m"][names[1]] == pytest.approx(67.0, abs=1.0)  # 6 x 768
+    assert res["speedup"] > 1.0 and res["rounds"] == 2
+    assert res["paper"]["rows"]["BERT-base (paper)"]["seconds"] == 668  # beside the paper's

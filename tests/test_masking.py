@@ -23,11 +23,28 @@ def _batch(n=64, s=40, seed=0):
     return ids, am
 
 
+def test_the_count_is_the_references_over_every_real_token():
+    """ceil(0.15 × lengths.sum()) as the reference's prepare_batch_mlm, [CLS]/[SEP] counted
+    but never chosen; count_special=False counts the maskable tokens only."""
+    ids = torch.randint(10, V, (4, 16))
+    am = torch.ones_like(ids)
+    ids[:, 0], ids[:, 11] = CLS, SEP  # 12 real tokens per row, 10 of them maskable
+    ids[:, 12:], am[:, 12:] = PAD, 0
+    w = masking_weights(None, [PAD, CLS, SEP, MASK], V)
+    _, labels = mask_tokens(ids, am, w, MASK, V, 0.15, torch.Generator().manual_seed(0))
+    assert (labels != -100).sum().item() == math.ceil(0.15 * 48) == 8
+    _, labels = mask_tokens(ids, am, w, MASK, V, 0.15, torch.Generator().manual_seed(0),
+                            count_special=False)
+    assert (labels != -100).sum().item() == math.ceil(0.15 * 40) == 6
+
+
 def test_fifteen_percent_of_real_tokens_with_80_10_10():
     ids, am = _batch(n=400)
     w = masking_weights(None, [PAD, CLS, SEP, MASK], V)
     g = torch.Generator().manual_seed(1)
-    masked, labels = mask_tokens(ids, am, w, MASK, V, 0.15, g)
+    # the count over maskable tokens only (count_special=False); the reference's count is
+    # pinned above
+    masked, labels = mask_tokens(ids, am, w, MASK, V, 0.15, g, count_special=False)
     real = am.bool() & (ids != CLS) & (ids != SEP)
     sel = labels != -100
     assert sel.sum().item() == math.ceil(0.15 * real.sum().item())

@@ -63,3 +63,42 @@ def test_targets_are_judged_from_the_results_files(tmp_path):
     assert all(result[k] == "not run" for k in result if k.startswith("ONNX"))
     assert df.loc["student keeps >= 95% of the teacher's SST-2 dev accuracy",
                   "measured"] == pytest.approx(100 * 86 / 90)
+
+
+def test_targets_are_judged_on_their_intervals():
+    from distil_utils.summary import judge
+
+    assert judge(96.0, ">=", 95.0, (95.5, 96.5)) == "met"
+    assert judge(96.0, ">=", 95.0, (94.0, 98.0)) == "within noise"
+    assert judge(93.0, ">=", 95.0, (92.0, 94.0)) == "MISSED"
+    assert judge(0.5, "<=", 1.0, (0.1, 0.9)) == "met"
+    assert judge(1.03, "<=", 1.0, (0.2, 1.9)) == "within noise"
+    assert judge(1.9, "<=", 1.0, (1.2, 2.6)) == "MISSED"
+    assert judge(96.0, ">=", 95.0) == "met" and judge(None, ">=", 95.0) == "not run"
+
+
+def test_glue_intervals_pair_teacher_and_student_on_the_same_dev_examples(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    hard = rng.random(400) < 0.15
+    t = np.where(hard, 1 - y, y)
+    s = np.where(hard | (rng.random(400) < 0.05), 1 - y, y)
+    dev = {"validation": {"labels": y.tolist()}}
+
+    def glue(preds):
+        return {"dev": {"sst2": [{"validation": {**dev["validation"],
+                                                 "predictions": preds.tolist()}}]}}
+
+    cfg = get_config("smoke", results_dir=str(tmp_path))
+    write_result(cfg.out / "glue_teacher.json", glue(t), cfg)
+    write_result(cfg.out / "glue_student.json", glue(s), cfg)
+    tables = summary_tables(collect(cfg.out))
+    df = tables["glue intervals"].set_index("task")
+    row = df.loc["sst2"]
+    assert row["teacher 95% low"] < row["teacher"] < row["teacher 95% high"]
+    assert row["retention 95% low"] < row["retention %"] <= row["retention 95% high"] <= 100
+    assert row["dev examples"] == 400 and "macro (these tasks)" in df.index
+    targets = tables["targets"].set_index("metric")
+    assert targets.loc["sst2_retention", "95% low"] == pytest.approx(row["retention 95% low"])

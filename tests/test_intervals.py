@@ -1,0 +1,82 @@
+"""Uncertainty: bootstrap intervals that cover what they should, paired where it matters, and
+timing that runs until Table 3's ratio is as precise as asked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from distil_utils.intervals import (
+    halfwidth,
+    metric_interval,
+    paired_ratio,
+    retention_interval,
+)
+
+
+def accuracy(p, y):
+    return 100.0 * float(np.mean(p == y))
+
+
+def test_metric_interval_is_seeded_and_shrinks_with_more_examples():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 4000)
+    p = np.where(rng.random(4000) < 0.85, y, 1 - y)  # 85% accurate
+    small = metric_interval(accuracy, p[:400], y[:400], seed=1)
+    big = metric_interval(accuracy, p, y, seed=1)
+    assert small == metric_interval(accuracy, p[:400], y[:400], seed=1)
+    assert small[0] < 85 < small[1] and big[0] < 85 < big[1]
+    assert halfwidth(big) < halfwidth(small)
+    # the binomial's 95% half-width at n=4000, p=0.85: 1.96 * sqrt(.85 * .15 / 4000) = 1.1 pts
+    assert halfwidth(big) == pytest.approx(1.1, abs=0.25)
+    with pytest.raises(ValueError, match="as many predictions as labels"):
+        metric_interval(accuracy, p[:3], y[:4])
+
+
+def test_retention_interval_is_paired_and_narrower_than_independent_scores():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 872)
+    hard = rng.random(872) < 0.12  # both models miss the hard examples
+    teacher = np.where(hard, 1 - y, y)
+    student = np.where(hard | (rng.random(872) < 0.03), 1 - y, y)
+    lo, hi = retention_interval(accuracy, teacher, student, y, seed=0)
+    point = 100 * accuracy(student, y) / accuracy(teacher, y)
+    assert lo <= point <= hi <= 100.0
+    t_lo, t_hi = metric_interval(accuracy, teacher, y)
+    assert hi - lo < (t_hi - t_lo), "pairing must cancel the shared hard examples"
+
+
+def test_paired_ratio_cancels_drifts_that_hit_both_models():
+    rng = np.random.default_rng(3)
+    drift = 1 + rng.random(20)  # the machine gets busier and idler between rounds
+    teacher, student = 2.0 * drift, 1.0 * drift * (1 + 0.01 * rng.standard_normal(20))
+    ci = paired_ratio(teacher, student)
+    assert ci["low"] <= ci["median"] <= ci["high"] and ci["rounds"] == 20
+    assert ci["median"] == pytest.approx(2.0, rel=0.02) and halfwidth(ci) < 0.05
+    one = paired_ratio([2.0], [1.0])
+    assert one["median"] == 2.0 and np.isnan(one["low"])
+
+
+def test_timing_adds_rounds_until_the_ratio_interval_is_narrow(monkeypatch, tokenizer):
+    import distil_utils.bench as bench
+
+    rng = np.random.default_rng(4)
+    noise = {"t": lambda: 2.0 * (1 + 0.25 * rng.random()),
+             "s": lambda: 1.0 * (1 + 0.25 * rng.random())}
+    monkeypatch.setattr(bench, "_one_pass", lambda model, *a, **k: noise[model]())
+    models = {"t": "t", "s": "s"}
+    fixed = bench.time_dataset_pass(models, tokenizer, ["a b", "c d"], include_tokenization=False,
+                                    repeats=3, warmup=0, progress=False)
+    assert fixed["rounds"] == 3
+    lo, hi = fixed["models"]["s"]["paired_speedup_interval"]
+    wide = (hi - lo) / 2
+    assert wide > 0.05
+    tight = bench.time_dataset_pass(models, tokenizer, ["a b", "c d"],
+                                    include_tokenization=False, repeats=3, warmup=0,
+                                    progress=False, target_halfwidth=0.05, max_repeats=200)
+    lo, hi = tight["models"]["s"]["paired_speedup_interval"]
+    assert 3 < tight["rounds"] < 200 and (hi - lo) / 2 <= 0.05
+    capped = bench.time_dataset_pass(models, tokenizer, ["a b"], include_tokenization=False,
+                                     repeats=3, warmup=0, progress=False,
+                                     target_halfwidth=0.001, max_repeats=6)
+    assert capped["rounds"] == 6  # never more than asked, even when still wide
