@@ -393,14 +393,13 @@ def make_mlm_loss(cfg: Config, weights: torch.Tensor, mask_id: int, vocab_size: 
     def loss_fn(model: torch.nn.Module, batch: dict, gen: torch.Generator) -> dict:
         # `model` is the bare model: train_loop calls this inside DDP's forward
         # (devices.LossModule), so the rows-only head below is still all-reduced
-        core = model
-        dev = next(core.parameters()).device
+        dev = next(model.parameters()).device
         ids, am = batch["input_ids"], batch["attention_mask"]
         masked, labels = mask_tokens(ids, am, weights, mask_id, vocab_size, cfg.mlm_prob, gen,
                                      count_special=cfg.mlm_count_special)
-        hidden = core.bert(input_ids=masked.to(dev), attention_mask=am.to(dev)).last_hidden_state
+        hidden = model.bert(input_ids=masked.to(dev), attention_mask=am.to(dev)).last_hidden_state
         sel = labels.to(dev) != -100
-        logits = core.cls(hidden[sel])
+        logits = model.cls(hidden[sel])
         return {"loss": F.cross_entropy(logits.float(), labels.to(dev)[sel])}
 
     return loss_fn
@@ -492,7 +491,8 @@ def check_vocab(model: torch.nn.Module, tokenizer: Any, what: str = "teacher") -
     expected = getattr(model.config, "distil_vocab_sha256", None)
     if expected is None:
         own = _saved_tokenizer(getattr(model.config, "_name_or_path", "") or "")
-        expected = vocab_digest(own) if own is not None else None
+        if own is not None:  # kept, so later checks of this model do not load it again
+            expected = model.config.distil_vocab_sha256 = vocab_digest(own)
     if expected is not None and expected != vocab_digest(tokenizer):
         raise ValueError(f"the tokenizer has the {what}'s vocabulary size ({n}) but other tokens "
                          f"in it (or in another order) than the {what} was trained with: use the "

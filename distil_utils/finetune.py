@@ -37,7 +37,7 @@ from . import ft_runs
 from .config import GLUE_TASKS, Config
 from .hub import load_split, load_tokenizer, local_files, resolve_model
 from .io import write_result
-from .metrics import glue_macro_score, glue_metrics, squad_metrics, task_score
+from .metrics import GLUE_METRICS, glue_macro_score, glue_metrics, squad_metrics, task_score
 from .modelcard import label_kwargs
 from .paper import GLUE_COLUMNS, TABLE1_GLUE, TABLE2_DOWNSTREAM
 from .squad import article_split, eval_features, postprocess, train_features
@@ -140,12 +140,15 @@ def predict_in_order(trainer: Trainer, ds: Any) -> Any:
     return trainer.predict(ds).predictions
 
 
-def _save(trainer: Trainer, tok: Any, output_dir: Path | None,
-          stamp: dict[str, Any] | None = None) -> None:
+def _finish(trainer: Trainer, tok: Any, output_dir: Path | None, cfg: Config, rid: str,
+            stamp: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """Save the model (with `output_dir`) and the run's record, both stamped; `result`."""
     if output_dir is not None:
         from .student import save_model  # atomic save_pretrained of model + tokenizer
 
         save_model(trainer.model, tok, output_dir, stamp)
+    ft_runs.record(cfg, rid, stamp, result)
+    return result
 
 
 def _train(trainer: Trainer, resume: str | None) -> None:
@@ -210,9 +213,7 @@ def glue_run(model_path: str, task: str, cfg: Config, seed: int,
     """`{"metrics": finetune_glue's dict, "dev": {split: predictions, labels, intervals}}`;
     done once per model, task, seed and settings (`ft_runs`)."""
     cfg = task_config(cfg, task)
-    stamp = ft_runs.run_stamp(model_path, task, cfg, seed)
-    rid = ft_runs.run_id(model_path, task, seed, stamp)
-    done = ft_runs.finished(cfg, rid, stamp, output_dir)
+    stamp, rid, done = ft_runs.lookup(cfg, model_path, task, seed, output_dir)
     if done is not None:  # scored before under exactly these settings: not run again
         return done
     train, evals = glue_splits(task, cfg)  # checks the task, surfaces missing splits
@@ -247,10 +248,7 @@ def glue_run(model_path: str, task: str, cfg: Config, seed: int,
         else:
             out.update(glue_metrics(task, preds, labels))
         dev[split] = dev_record(scored, preds, labels, cfg.seed)
-    result = {"metrics": out, "dev": dev}
-    _save(trainer, tok, output_dir, stamp)
-    ft_runs.record(cfg, rid, stamp, result)
-    return result
+    return _finish(trainer, tok, output_dir, cfg, rid, stamp, {"metrics": out, "dev": dev})
 
 
 def dev_record(task: str, preds: Any, labels: list, seed: int) -> dict[str, Any]:
@@ -259,7 +257,7 @@ def dev_record(task: str, preds: Any, labels: list, seed: int) -> dict[str, Any]
     from .intervals import metric_interval
 
     preds = np.asarray(preds)
-    names = glue_metrics(task, preds, labels)
+    names = GLUE_METRICS[task]
     return {"predictions": preds.tolist(), "labels": list(labels),
             "intervals": {k: list(metric_interval(
                 lambda p, y, k=k: glue_metrics(task, p, y)[k], preds, labels, seed=seed))
@@ -298,9 +296,9 @@ def run_glue(model_path: str, cfg: Config, name: str, tokenizer: Any = None,
                 devs[task].append(run["dev"])
                 bar.update()
     # the paper's median over seeds, beside the range across seeds
-    per_task = {t: {k: statistics.median(r[k] for r in rs) for k in _scores(rs[0])}
+    per_task = {t: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
                 for t, rs in runs.items()}
-    ranges = {t: {k: [min(r[k] for r in rs), max(r[k] for r in rs)] for k in _scores(rs[0])}
+    ranges = {t: {k: [min(r[k] for r in rs), max(r[k] for r in rs)] for k in rs[0]}
               for t, rs in runs.items()}
     result = {"model": model_path, "per_task": per_task,
               "columns": {t: task_score(t, m) for t, m in per_task.items()},
@@ -311,11 +309,6 @@ def run_glue(model_path: str, cfg: Config, name: str, tokenizer: Any = None,
     write_result(cfg.out / f"glue_{name}.json", result, cfg, model=model_path, name=name,
                  tasks=list(tasks), seeds=list(cfg.ft_seeds))
     return result
-
-
-def _scores(run: dict[str, Any]) -> list[str]:
-    """The metric keys of one run (its dev predictions and intervals are not scores)."""
-    return [k for k, v in run.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
 
 
 # ------------------------------------------------------------------------------ IMDb
@@ -360,9 +353,7 @@ def finetune_imdb(model_path: str, cfg: Config, seed: int, tokenizer: Any = None
     Returns `accuracy`, `test_source` (the test split, or the held-out part of train
     offline) and the example counts, so the number is never mistaken for the full test set.
     """
-    stamp = ft_runs.run_stamp(model_path, "imdb", cfg, seed)
-    rid = ft_runs.run_id(model_path, "imdb", seed, stamp)
-    done = ft_runs.finished(cfg, rid, stamp, output_dir)
+    stamp, rid, done = ft_runs.lookup(cfg, model_path, "imdb", seed, output_dir)
     if done is not None:
         return done
     train, test, source = imdb_splits(cfg)
@@ -382,11 +373,9 @@ def finetune_imdb(model_path: str, cfg: Config, seed: int, tokenizer: Any = None
     trainer = _trainer(model, tok, _training_args(cfg, seed, str(folder), cfg.ft_epochs), train)
     _train(trainer, resume)
     preds = predict_in_order(trainer, enc_test).argmax(-1)
-    _save(trainer, tok, output_dir, stamp)
-    out = {"accuracy": glue_metrics("sst2", preds, list(test["label"]))["accuracy"],
-           "test_source": source, "n_train": len(train), "n_test": len(test)}
-    ft_runs.record(cfg, rid, stamp, out)
-    return out
+    return _finish(trainer, tok, output_dir, cfg, rid, stamp,
+                   {"accuracy": glue_metrics("sst2", preds, list(test["label"]))["accuracy"],
+                    "test_source": source, "n_train": len(train), "n_test": len(test)})
 
 
 # ----------------------------------------------------------------------------- SQuAD
@@ -488,9 +477,8 @@ def finetune_squad(model_path: str, cfg: Config, seed: int, teacher_qa_path: str
     if teacher_qa_path is not None:
         _check_qa_teacher(resolve_model(teacher_qa_path))
     what = "squad" if teacher_qa_path is None else "squad_d"
-    stamp = ft_runs.run_stamp(model_path, what, cfg, seed, teacher_qa=teacher_qa_path)
-    rid = ft_runs.run_id(model_path, what, seed, stamp)
-    done = ft_runs.finished(cfg, rid, stamp, output_dir)
+    stamp, rid, done = ft_runs.lookup(cfg, model_path, what, seed, output_dir,
+                                      teacher_qa=teacher_qa_path)
     if done is not None:
         return done
     tok = _tokenizer(model_path, tokenizer)
@@ -514,12 +502,10 @@ def finetune_squad(model_path: str, cfg: Config, seed: int, teacher_qa_path: str
                                               if c not in keep])
     start, end = predict_in_order(trainer, model_inputs)[:2]
     preds = postprocess(evals, eval_feats, start, end)
-    _save(trainer, tok, output_dir, stamp)
-    out = {**squad_metrics(preds, list(evals)), "split": source, "n_train": len(train),
-           "n_train_features": len(feats), "n_eval": len(evals),
-           "distilled": teacher_qa_path is not None}
-    ft_runs.record(cfg, rid, stamp, out)
-    return out
+    return _finish(trainer, tok, output_dir, cfg, rid, stamp,
+                   {**squad_metrics(preds, list(evals)), "split": source, "n_train": len(train),
+                    "n_train_features": len(feats), "n_eval": len(evals),
+                    "distilled": teacher_qa_path is not None})
 
 
 # ----------------------------------------------------------------------------- tables

@@ -15,7 +15,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .artefacts import NOT_RUN_SETTINGS, artefact_digest, make_stamp, read_stamp, write_stamp
+from .artefacts import (
+    NOT_RUN_SETTINGS,
+    artefact_digest,
+    is_current,
+    make_stamp,
+    read_stamp,
+    write_stamp,
+)
 from .io import provenance, read_json, write_json
 
 # settings a fine-tuning run reads, by prefix; the seeds are the run's own argument
@@ -63,11 +70,18 @@ def finished(cfg: Any, rid: str, stamp: dict[str, Any],
     record = read_json(path)
     if record.get("stamp", {}).get("digest") != stamp["digest"]:
         return None
-    if output_dir is not None:
-        saved = read_stamp(output_dir) if (Path(output_dir) / "config.json").is_file() else None
-        if not saved or saved.get("digest") != stamp["digest"]:
-            return None
+    if output_dir is not None and not is_current(output_dir, stamp):
+        return None
     return record["metrics"]
+
+
+def lookup(cfg: Any, model_path: str | Path, what: str, seed: int,
+           output_dir: Path | None = None,
+           **inputs: str | Path | None) -> tuple[dict[str, Any], str, dict[str, Any] | None]:
+    """(stamp, run id, metrics of the finished run or None) of one fine-tuning run."""
+    stamp = run_stamp(model_path, what, cfg, seed, **inputs)
+    rid = run_id(model_path, what, seed, stamp)
+    return stamp, rid, finished(cfg, rid, stamp, output_dir)
 
 
 def checkpoint_dir(cfg: Any, rid: str, stamp: dict[str, Any]) -> tuple[Path, str | None]:

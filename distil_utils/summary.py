@@ -129,11 +129,12 @@ def glue_intervals(results: dict[str, Any], teacher: str = "teacher",
             return task_score(task, glue_metrics(task, p, labels))
 
         tp, sp = td["predictions"], sd["predictions"]
+        t_score, s_score = score(tp, y), score(sp, y)
         t_ci, s_ci = metric_interval(score, tp, y), metric_interval(score, sp, y)
-        ret = 100.0 * score(sp, y) / score(tp, y) if score(tp, y) else float("nan")
+        ret = 100.0 * s_score / t_score if t_score else float("nan")
         r_ci = retention_interval(score, tp, sp, y)
-        rows.append({"task": task, "teacher": score(tp, y), "teacher 95% low": t_ci[0],
-                     "teacher 95% high": t_ci[1], "student": score(sp, y),
+        rows.append({"task": task, "teacher": t_score, "teacher 95% low": t_ci[0],
+                     "teacher 95% high": t_ci[1], "student": s_score,
                      "student 95% low": s_ci[0], "student 95% high": s_ci[1],
                      "retention %": ret, "retention 95% low": r_ci[0],
                      "retention 95% high": r_ci[1], "dev examples": len(y)})
