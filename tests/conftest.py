@@ -57,3 +57,41 @@ def data_dir():
     if not path:
         pytest.skip("no local data mirror: set DISTIL_DATA_DIR")
     return path
+
+
+def write_corpus(path, words, docs: int, min_words: int, max_words: int, seed: int):
+    """A text corpus at `path`: `docs` lines of `min_words`..`max_words` random `words`."""
+    import random
+
+    rng = random.Random(seed)
+    path.write_text("\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(
+        min_words, max_words))) for _ in range(docs)) + "\n")
+    return path
+
+
+def save_bert_base_teacher(folder):
+    """A random teacher of bert-base-uncased's shape (12 x 768), saved with the real
+    vocabulary: what the `paper` profile distils, without the Hub."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from distil_utils.hub import load_tokenizer
+
+    torch.manual_seed(0)
+    BertForMaskedLM(BertConfig()).save_pretrained(folder)
+    load_tokenizer("minilm").save_pretrained(folder)
+    return folder
+
+
+def kill_after_first_checkpoint(proc, ckpt, *, timeout_s: float, max_delay_s: float, kill):
+    """Wait for `proc` to write `ckpt` (or to end), then `kill()` it at a random point up to
+    `max_delay_s` later, and wait for it to exit."""
+    import random
+    import time
+
+    deadline = time.time() + timeout_s
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(random.Random().uniform(0.0, max_delay_s))
+    kill()
+    proc.wait()

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_corpus
 
 from distil_utils import data
 from distil_utils.config import get_config
@@ -24,11 +24,7 @@ WORDS = ("distillation keeps most of the teacher while the student runs faster o
 
 @pytest.fixture(scope="module")
 def corpus_file(tmp_path_factory):
-    rng = random.Random(2)
-    path = tmp_path_factory.mktemp("pipe") / "docs.txt"
-    path.write_text("\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 90)))
-                              for _ in range(300)) + "\n")
-    return path
+    return write_corpus(tmp_path_factory.mktemp("pipe") / "docs.txt", WORDS, 300, 1, 90, 2)
 
 
 def _cfg(tmp, corpus_file, **kw):

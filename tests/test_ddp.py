@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import kill_after_first_checkpoint, save_bert_base_teacher, write_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = 4
@@ -70,21 +69,11 @@ WORKER = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from transformers import BertConfig, BertForMaskedLM
-
-    from distil_utils.hub import load_tokenizer
-
     base = tmp_path_factory.mktemp("ddp")
-    rng = random.Random(5)
     words = ("the teacher model reads many pages of text while a smaller student learns to "
              "predict the same masked words from its soft targets and hidden states").split()
-    corpus = base / "docs.txt"
-    corpus.write_text("\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(6, 40)))
-                                for _ in range(120)) + "\n")
-    torch.manual_seed(0)
-    teacher = BertForMaskedLM(BertConfig())  # bert-base-uncased's shape, random weights
-    teacher.save_pretrained(base / "teacher")
-    load_tokenizer("minilm").save_pretrained(base / "teacher")
+    corpus = write_corpus(base / "docs.txt", words, 120, 6, 40, 5)
+    save_bert_base_teacher(base / "teacher")
     (base / "worker.py").write_text(WORKER)
     return base, corpus
 
@@ -150,12 +139,9 @@ def test_sigkill_then_resume_under_ddp_gives_the_uninterrupted_weights(setup, re
     ckpt = killed / "paper" / "checkpoints" / "student.pt"
     proc = subprocess.Popen(_cmd(base, killed, corpus), env=_env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(random.Random().uniform(0.0, 0.5))  # a random point after the first checkpoint
-    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks at once
-    proc.wait()
+    # the launcher and both ranks at once, at a random point after the first checkpoint
+    kill_after_first_checkpoint(proc, ckpt, timeout_s=600, max_delay_s=0.5,
+                                kill=lambda: os.killpg(proc.pid, signal.SIGKILL))
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (killed / "paper" / "student").exists()
     state = torch.load(ckpt, weights_only=False, mmap=True)

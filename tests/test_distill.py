@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_corpus
 
 from distil_utils.checkpoint import CheckpointError
 from distil_utils.config import get_config
@@ -30,13 +31,7 @@ WORDS = ("the model learns a small student from a large teacher by matching its 
 
 @pytest.fixture(scope="module")
 def corpus_file(tmp_path_factory):
-    import random
-
-    rng = random.Random(0)
-    path = tmp_path_factory.mktemp("corpus") / "docs.txt"
-    lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 60))) for _ in range(160)]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "docs.txt", WORDS, 160, 5, 60, 0)
 
 
 def _cfg(tmp, corpus_file, **kw):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 import textwrap
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import save_bert_base_teacher, write_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.gpu,
@@ -67,20 +67,12 @@ RUN = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from transformers import BertConfig, BertForMaskedLM
-
-    from distil_utils.hub import load_tokenizer
-
     base = tmp_path_factory.mktemp("gpu")
-    rng = random.Random(0)
     words = ("a distilled student keeps most of what the large teacher knows about language "
              "while it runs faster on every device").split()
-    corpus = base / "docs.txt"  # long documents: 512-token sequences, as in the paper profile
-    corpus.write_text("\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(200, 900)))
-                                for _ in range(600)) + "\n")
-    torch.manual_seed(0)
-    BertForMaskedLM(BertConfig()).save_pretrained(base / "teacher")
-    load_tokenizer("minilm").save_pretrained(base / "teacher")
+    # long documents: 512-token sequences, as in the paper profile
+    corpus = write_corpus(base / "docs.txt", words, 600, 200, 900, 0)
+    save_bert_base_teacher(base / "teacher")
     (base / "run.py").write_text(RUN)
     return base, corpus
 

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_bert
+from conftest import kill_after_first_checkpoint, make_tiny_bert, write_corpus
 
 from distil_utils.config import get_config
 
@@ -26,12 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    rng = random.Random(3)
     words = "alpha beta gamma delta river mountain city music science history".split()
-    path = tmp_path_factory.mktemp("corpus") / "docs.txt"
-    path.write_text("\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(6, 50)))
-                              for _ in range(200)) + "\n")
-    return path
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "docs.txt", words, 200, 6, 50, 3)
 
 
 def _cli(results: Path, corpus: Path, steps: int) -> list[str]:
@@ -57,12 +51,8 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path, corpus):
     ckpt = killed / "smoke" / "checkpoints" / "student.pt"
     proc = subprocess.Popen(_cli(killed, corpus, steps), env=_env(), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(random.Random().uniform(0.0, 1.0))  # a random point after the first checkpoint
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_first_checkpoint(proc, ckpt, timeout_s=300, max_delay_s=1.0,
+                                kill=lambda: proc.send_signal(signal.SIGKILL))
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (killed / "smoke" / "student").exists()
     state = torch.load(ckpt, weights_only=False)  # whole: written by rename, never in place
