@@ -128,7 +128,7 @@ def write_stamp(folder: str | Path, stamp: dict[str, Any], **extra: Any) -> Path
     Called on the temporary folder before `save_model` renames it, so the stamp and the
     weights appear together or not at all.
     """
-    from .io import write_json
+    from .results_io import write_json
 
     return write_json(Path(folder) / STAMP,
                       {**stamp, **extra, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
@@ -136,7 +136,7 @@ def write_stamp(folder: str | Path, stamp: dict[str, Any], **extra: Any) -> Path
 
 def read_stamp(folder: str | Path) -> dict[str, Any] | None:
     """The stamp of a model folder, or None when it has none (or no folder exists)."""
-    from .io import note_read, read_json
+    from .results_io import note_read, read_json
 
     path = Path(folder) / STAMP
     note_read(folder)  # read or found missing: either way this run depended on it

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .io import atomic_write
+from .results_io import atomic_write
 
 
 class CheckpointError(RuntimeError):

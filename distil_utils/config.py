@@ -83,7 +83,7 @@ class Config:
     log_every: int = 10
     eval_batches: int = 20
     # --- distillation speed: none changes what a step computes (python -m
-    # distil_utils.bench_distill measures each one on and off) ---------------------------
+    # distil_utils.tools.bench_distill measures each one on and off) ---------------------------
     # Vocabulary logits of student and teacher computed chunk by chunk inside the loss, only
     # for the rows it uses (real or masked tokens), never as (tokens x vocab) tensors; the
     # result equals the plain forward + triple_loss to float rounding. Falls back to the

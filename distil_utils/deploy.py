@@ -20,7 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .bench import (
+from .config import Config
+from .hub import load_split, load_tokenizer
+from .intervals import difference_interval, paired_ratio
+from .results_io import write_result
+from .speed import (
     DEV_SPLIT,
     PAIR_KEYS,
     _bar,
@@ -32,10 +36,6 @@ from .bench import (
     task_texts,
     time_dataset_pass,
 )
-from .config import Config
-from .hub import load_split, load_tokenizer
-from .intervals import difference_interval, paired_ratio
-from .io import write_result
 
 DEPLOY_EXTRA = "pip install -e .[deploy]"
 # Text columns tried, in order, when a data set is given without its task name.
@@ -282,7 +282,7 @@ def classification_accuracy(predict_fn: Callable[..., Any], tokenizer: Any, data
 def _load_classifier(path: str, role: str) -> torch.nn.Module:
     from transformers import AutoModelForSequenceClassification
 
-    from .bench import _has_classifier_head
+    from .speed import _has_classifier_head
 
     if not _has_classifier_head(str(path)):
         raise ValueError(f"the {role} at {path} is not a fine-tuned sequence classifier (no "

@@ -31,9 +31,9 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import Config, get_config
 from .data import batch_stream
-from .io import ResultsLockedError, lock_results, write_result
 from .losses import cosine_loss, triple_loss
 from .masking import mask_tokens, masking_weights
+from .results_io import ResultsLockedError, lock_results, write_result
 
 LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor], torch.Generator], dict]
 
@@ -633,7 +633,7 @@ def run_distillation(cfg: Config, teacher: torch.nn.Module, tokenizer: Any, trai
     exactly these settings is loaded instead of trained again.
     """
     from .artefacts import is_current, student_stamp
-    from .io import read_result
+    from .results_io import read_result
     from .student import random_student, save_model, student_from_teacher
 
     if cfg.max_steps is None:

@@ -36,10 +36,10 @@ from transformers import (
 from . import ft_runs
 from .config import GLUE_TASKS, Config
 from .hub import load_split, load_tokenizer, local_files, resolve_model
-from .io import write_result
 from .metrics import GLUE_METRICS, glue_macro_score, glue_metrics, squad_metrics, task_score
 from .modelcard import label_kwargs
 from .paper import GLUE_COLUMNS, TABLE1_GLUE, TABLE2_DOWNSTREAM
+from .results_io import write_result
 from .squad import article_split, eval_features, postprocess, train_features
 
 # Text columns of each task in the Hub's GLUE schema (second is None for single sentences).

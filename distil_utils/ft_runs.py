@@ -23,7 +23,7 @@ from .artefacts import (
     read_stamp,
     write_stamp,
 )
-from .io import provenance, read_json, write_json
+from .results_io import provenance, read_json, write_json
 
 # settings a fine-tuning run reads, by prefix; the seeds are the run's own argument
 FT_PREFIXES = ("ft_", "imdb_", "squad_")

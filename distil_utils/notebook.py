@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, get_config
-from .io import lock_results, versions, write_json
+from .results_io import lock_results, versions, write_json
 
 
 class ResultsDirError(RuntimeError):
@@ -88,7 +88,7 @@ def save_figure(fig: Any, cfg: Config, name: str) -> list[Path]:
 
 
 def batch_run() -> bool:
-    """True in a kernel that `python -m distil_utils.reproduce` (papermill) started."""
+    """True in a kernel that `python -m distil_utils.tools.reproduce` (papermill) started."""
     return bool(os.environ.get("DISTIL_COMMAND"))
 
 

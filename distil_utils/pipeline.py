@@ -23,7 +23,7 @@ def ensure_models(cfg: Config) -> tuple[Any, str, str]:
     student_dir = cfg.out / "student"
     teacher_saved = cfg.adapt_steps > 0 or cfg.teacher == "tiny"
     teacher_path = str(cfg.out / "teacher") if teacher_saved else cfg.teacher
-    fix = (f"Run notebook 03 with this notebook's settings (python -m distil_utils.reproduce "
+    fix = (f"Run notebook 03 with this notebook's settings (python -m distil_utils.tools.reproduce "
            f"--profile {cfg.profile} --only 03), give this notebook the settings 03 ran with, "
            f"or delete {student_dir} to have it made again here.")
     if (student_dir / "config.json").exists():

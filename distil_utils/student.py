@@ -17,7 +17,7 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, DistilBertConfig, DistilBertForMaskedLM
 
 from .hub import resolve_model
-from .io import default_file_mode
+from .results_io import default_file_mode
 
 # The reference extraction script's choice for a 12-layer teacher.
 PAPER_LAYERS_12 = (0, 2, 4, 7, 9, 11)

@@ -20,7 +20,7 @@ from .paper import GLUE_COLUMNS, TABLE1_GLUE, TABLE2_DOWNSTREAM, TABLE3_SPEED, T
 def collect(out_dir: str | Path) -> dict[str, dict[str, Any]]:
     """`{file stem: metrics}` of every results file in a profile's directory."""
     from .artefacts import StaleArtefactError, stale_models
-    from .io import read_json
+    from .results_io import read_json
 
     found, stale = {}, []
     for path in sorted(Path(out_dir).glob("*.json")):
@@ -33,7 +33,7 @@ def collect(out_dir: str | Path) -> dict[str, dict[str, Any]]:
         raise StaleArtefactError(
             "these results describe models that have been made again since: "
             + "; ".join(stale) + ". Re-run the notebooks that wrote them (python -m "
-            "distil_utils.reproduce --profile PROFILE --skip-done re-runs exactly those).")
+            "distil_utils.tools.reproduce --profile PROFILE --skip-done re-runs exactly those).")
     return found
 
 
@@ -288,7 +288,7 @@ def summary_markdown(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> s
 
 def write_summary(cfg: Any, tables: dict[str, pd.DataFrame]) -> str:
     """`summary.md` and `summary.json` in the profile's directory, atomically; the Markdown."""
-    from .io import atomic_write, provenance, write_result
+    from .results_io import atomic_write, provenance, write_result
 
     markdown = summary_markdown(tables, provenance(cfg, notebook="07_summary"))
     atomic_write(cfg.out / "summary.md", lambda p: p.write_text(markdown))

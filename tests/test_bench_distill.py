@@ -12,7 +12,12 @@ import pytest
 import torch
 from conftest import make_tiny_bert
 
-from distil_utils.bench_distill import (
+from distil_utils.config import get_config
+from distil_utils.data import collate
+from distil_utils.distill import make_distill_loss, train_loop
+from distil_utils.masking import masking_weights
+from distil_utils.student import random_student, student_from_teacher
+from distil_utils.tools.bench_distill import (
     LOSS_RTOL,
     compare_losses,
     main,
@@ -20,11 +25,6 @@ from distil_utils.bench_distill import (
     rss_mb,
     time_steps,
 )
-from distil_utils.config import get_config
-from distil_utils.data import collate
-from distil_utils.distill import make_distill_loss, train_loop
-from distil_utils.masking import masking_weights
-from distil_utils.student import random_student, student_from_teacher
 
 
 @pytest.fixture(autouse=True, scope="module")

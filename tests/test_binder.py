@@ -9,7 +9,7 @@ import threading
 import psutil
 import pytest
 
-from distil_utils.reproduce import find_notebooks, run_suite
+from distil_utils.tools.reproduce import find_notebooks, run_suite
 
 # Binder's 2 GB also holds the Jupyter server (~150 MB) and the browser-side kernel of the
 # previous notebook if it was not shut down; one kernel must stay well under it.

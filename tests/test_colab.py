@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from distil_utils import colab
+from distil_utils.tools import colab
 
 ROOT = Path(__file__).resolve().parent.parent
 DEST = "/content/distilbert-repro"

@@ -58,7 +58,7 @@ def test_paired_ratio_cancels_drifts_that_hit_both_models():
 
 
 def test_timing_adds_rounds_until_the_ratio_interval_is_narrow(monkeypatch, tokenizer):
-    import distil_utils.bench as bench
+    import distil_utils.speed as bench
 
     rng = np.random.default_rng(4)
     noise = {"t": lambda: 2.0 * (1 + 0.25 * rng.random()),

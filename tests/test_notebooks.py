@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from distil_utils.reproduce import find_notebooks
+from distil_utils.tools.reproduce import find_notebooks
 
 NOTEBOOKS = find_notebooks()
 

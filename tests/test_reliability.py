@@ -304,14 +304,14 @@ def test_garbage_results_json_is_an_error_naming_the_file(tmp_path):
 
 
 def _lock_script(out, what, hold):
-    code = ("import sys, time\nfrom distil_utils.io import lock_results\n"
+    code = ("import sys, time\nfrom distil_utils.results_io import lock_results\n"
             f"lock_results(sys.argv[1], {what!r})\nprint('held', flush=True)\n"
             + ("time.sleep(120)\n" if hold else ""))
     return [sys.executable, "-c", code, str(out)]
 
 
 def test_a_second_writer_is_refused_and_a_killed_one_leaves_no_lock(tmp_path, corpus):
-    from distil_utils.io import LOCK_ENV
+    from distil_utils.results_io import LOCK_ENV
 
     env = {k: v for k, v in _env().items() if k != LOCK_ENV}
     out = tmp_path / "smoke"
@@ -439,11 +439,11 @@ def test_a_data_folder_without_glue_keeps_the_good_results_file(tmp_path, tiny_b
 # --- the runner's --skip-done: what a notebook read and wrote ------------------------------------
 
 WRITES = """from distil_utils.config import get_config
-from distil_utils.io import write_result
+from distil_utils.results_io import write_result
 cfg = get_config(PROFILE, results_dir=RESULTS_DIR)
 write_result(cfg.out / "01_a.json", {"v": 1}, cfg)"""
 READS = """from distil_utils.config import get_config
-from distil_utils.io import read_result, write_result
+from distil_utils.results_io import read_result, write_result
 cfg = get_config(PROFILE, results_dir=RESULTS_DIR)
 v = read_result(cfg.out / "01_a.json")["metrics"]["v"]
 write_result(cfg.out / "02_b.json", {"v": 2 * v}, cfg)"""
@@ -452,7 +452,7 @@ write_result(cfg.out / "02_b.json", {"v": 2 * v}, cfg)"""
 def test_skip_done_compares_every_file_a_notebook_read_and_wrote(tmp_path):
     import nbformat
 
-    from distil_utils.reproduce import run_suite
+    from distil_utils.tools.reproduce import run_suite
 
     nbs = tmp_path / "nbs"
     nbs.mkdir()
@@ -490,7 +490,7 @@ def test_skip_done_compares_every_file_a_notebook_read_and_wrote(tmp_path):
 
 def test_the_summary_refuses_results_of_a_student_made_again_since(tmp_path, tokenizer):
     from distil_utils.artefacts import StaleArtefactError, make_stamp
-    from distil_utils.io import write_result
+    from distil_utils.results_io import write_result
     from distil_utils.student import save_model
     from distil_utils.summary import collect
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from distil_utils import colab
-from distil_utils.reproduce import (
+from distil_utils.tools import colab
+from distil_utils.tools.reproduce import (
     SuiteError,
     check_clean,
     command_line,
@@ -88,7 +88,7 @@ def test_runs_in_order_and_writes_copies_and_log(first_run):
         assert not nb.metadata.papermill.exception
     # RESULTS_DIR and the command line reach the kernel
     command = (res / "01_smoke_3.txt").read_text()
-    assert command.startswith("python -m distil_utils.reproduce --profile smoke")
+    assert command.startswith("python -m distil_utils.tools.reproduce --profile smoke")
     assert "-p X 3" in command and (res / "03_smoke_3.txt").exists()
     log = json.loads((res / "smoke" / "reproduce_log.json").read_text())
     assert [r["notebook"] for r in log["runs"]] == [r["notebook"] for r in done]
@@ -176,7 +176,7 @@ def test_bad_arguments_are_clear_errors(suite_dir, tmp_path, kwargs, match):
 
 
 def test_two_runners_on_one_folder_keep_each_others_records(tmp_path):
-    from distil_utils.reproduce import _log, _read_log
+    from distil_utils.tools.reproduce import _log, _read_log
 
     path = tmp_path / "smoke" / "reproduce_log.json"
     path.parent.mkdir()
@@ -211,7 +211,7 @@ def test_values_and_command_line_round_trip():
     assert parse_value("['sst2', 'rte']") == ["sst2", "rte"] and parse_value("sst2") == "sst2"
     params = {"MAX_STEPS": 200, "TASK": "sst2", "S": "None", "T": ("a b",)}
     cmd = command_line("cpu", ["03"], params)
-    assert cmd.startswith("python -m distil_utils.reproduce --profile cpu --only 03 "
+    assert cmd.startswith("python -m distil_utils.tools.reproduce --profile cpu --only 03 "
                           "-p MAX_STEPS 200 -p TASK sst2 -p S ")
     args = shlex.split(cmd)
     parsed = {args[i + 1]: parse_value(args[i + 2]) for i, a in enumerate(args) if a == "-p"}
@@ -236,7 +236,7 @@ def test_strip_outputs_makes_an_executed_copy_clean(first_run, tmp_path):
 def test_source_notebooks_clean(path):
     """No outputs; exactly one `parameters` cell, literals only, declaring PROFILE/RESULTS_DIR."""
     assert check_clean(path, colab_cell=False) == [], \
-        "fix with: python -m distil_utils.reproduce --strip"
+        "fix with: python -m distil_utils.tools.reproduce --strip"
     nb = nbformat.read(path, as_version=4)
     (cell,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     for node in ast.parse(cell.source).body:
@@ -249,7 +249,7 @@ def test_source_notebooks_start_with_the_colab_cell(path):
     nb = nbformat.read(path, as_version=4)
     first = next(c for c in nb.cells if c.cell_type == "code")
     assert first.source == colab.colab_cell_source(), \
-        f"{path.name}: sync it with: python -m distil_utils.reproduce --strip"
+        f"{path.name}: sync it with: python -m distil_utils.tools.reproduce --strip"
 
 
 def test_check_clean_cli(suite_dir, capsys):
@@ -300,4 +300,4 @@ def test_badges_markdown(suite_dir):
 def test_readme_badges_are_current():
     readme = (ROOT / "README.md").read_text()
     assert colab.badges_markdown(ROOT / "notebooks") in readme, \
-        "regenerate the README table with distil_utils.colab.badges_markdown('notebooks')"
+        "regenerate the README table with distil_utils.tools.colab.badges_markdown('notebooks')"

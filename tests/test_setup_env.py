@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from distil_utils import setup_env
+from distil_utils.tools import setup_env
 
 
 def _fake_smi(tmp_path, body: str):

@@ -7,7 +7,7 @@ import torch
 from conftest import make_tiny_bert
 from transformers import DistilBertForMaskedLM, pipeline
 
-from distil_utils.io import default_file_mode
+from distil_utils.results_io import default_file_mode
 from distil_utils.student import (
     check_layers,
     copy_report,

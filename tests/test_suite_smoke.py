@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from distil_utils.reproduce import find_notebooks, run_suite
+from distil_utils.tools.reproduce import find_notebooks, run_suite
 
 TIMING_KEYS = {"seconds", "created", "command", "tokens_per_second", "executed"}
 TIMING_PARTS = ("time", "latency", "throughput", "per_s", "speed", "_ms", "seconds", "ratio")

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from distil_utils.config import get_config
-from distil_utils.io import write_result
+from distil_utils.results_io import write_result
 from distil_utils.summary import collect, summary_tables, with_retention
 
 

@@ -2,8 +2,8 @@
 
 Standard library only, so it runs on a machine with nothing but Python installed:
 
-    python3 -m distil_utils.setup_env          # runtime + notebooks
-    python3 -m distil_utils.setup_env --dev    # plus pytest and ruff
+    python3 -m distil_utils.tools.setup_env          # runtime + notebooks
+    python3 -m distil_utils.tools.setup_env --dev    # plus pytest and ruff
 
 Why a script and not a requirements file: a bare or open-ended `torch` requirement makes pip
 pull a multi-GB CUDA build on Linux. The CPU build has to be installed *first*, from the
@@ -29,7 +29,7 @@ from pathlib import Path
 
 TORCH_VERSION = "2.13.0"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _pip(python: Path, *args: str, check: bool = True) -> int:

@@ -130,7 +130,7 @@ def read_json(path: str | Path) -> Any:
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} does not exist: run the notebook or command that writes it first "
-            "(python -m distil_utils.reproduce --profile PROFILE)")
+            "(python -m distil_utils.tools.reproduce --profile PROFILE)")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

@@ -1,6 +1,6 @@
 """Corpus preparation at scale: time, peak memory and disk for 0.5M, 1M, 2M sentences.
 
-    python -m distil_utils.bench_corpus [--sizes 500000,1000000,2000000] [--max-seq-len 512]
+    python -m distil_utils.tools.bench_corpus [--sizes 500000,1000000,2000000] [--max-seq-len 512]
 
 Sentences are those of the IMDb unsupervised mirror (50,000 reviews split at sentence ends),
 repeated in a seeded random order to reach each size and written one per line, like
@@ -88,7 +88,7 @@ print(json.dumps({"prepare_s": t2 - t1, "first_100_batches_s": t3 - t2, "startup
 
 def sentences(data_dir: str | None) -> list[str]:
     """The IMDb unsupervised reviews cut into sentences (markup removed)."""
-    from .hub import load_split
+    from ..hub import load_split
 
     texts = load_split("imdb", "unsupervised", data_dir)["text"]
     out = []
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--max-seq-len", type=int, default=512)
     ap.add_argument("--out", default=None, help="write the JSON result here")
     args = ap.parse_args(argv)
-    from .config import _default_local_data
+    from ..config import _default_local_data
 
     pool = sentences(_default_local_data())
     print(f"{len(pool):,} distinct IMDb sentences, {os.cpu_count()} CPUs", flush=True)

@@ -1,10 +1,12 @@
 """Run the notebook suite in order with papermill: the one-command reproduction.
 
-    python -m distil_utils.reproduce --profile cpu                 # every notebook, in order
-    python -m distil_utils.reproduce --profile cpu --only 03 -p MAX_STEPS 200
-    python -m distil_utils.reproduce --profile cpu --skip-done     # resume after a failure
-    python -m distil_utils.reproduce --check-clean                 # source notebooks committable?
-    python -m distil_utils.reproduce --strip                       # ... make them so
+    distil-reproduce --profile cpu                       # every notebook, in order
+    distil-reproduce --profile cpu --only 03 -p MAX_STEPS 200
+    distil-reproduce --profile cpu --skip-done           # resume after a failure
+    distil-reproduce --check-clean                       # source notebooks committable?
+    distil-reproduce --strip                             # ... make them so
+
+(`distil-reproduce` is `python -m distil_utils.tools.reproduce`, installed by pyproject.toml.)
 
 Each `notebooks/NN_topic.ipynb` is executed with `PROFILE` (and `RESULTS_DIR` when
 `--results-dir` is given) plus the `-p` overrides injected after its cell tagged `parameters`.
@@ -51,9 +53,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .artefacts import STAMP
-from .config import PROFILES, ROOT, Config
-from .io import (
+from ..artefacts import STAMP
+from ..config import PROFILES, ROOT, Config
+from ..results_io import (
     READ_LOG_ENV,
     ResultsLockedError,
     lock_results,
@@ -206,7 +208,7 @@ def format_value(value: Any) -> str:
 def command_line(profile: str, only: list[str] | None = None,
                  params: dict[str, Any] | None = None, results_dir: str | None = None) -> str:
     """The shell command that reruns this suite; recorded as `DISTIL_COMMAND` in results."""
-    args = ["python", "-m", "distil_utils.reproduce", "--profile", profile]
+    args = ["python", "-m", "distil_utils.tools.reproduce", "--profile", profile]
     for key in only or []:
         args += ["--only", key]
     for key, value in (params or {}).items():
@@ -251,7 +253,7 @@ def check_clean(path: str | Path, colab_cell: bool = True) -> list[str]:
         problems.append(str(err))
     code = [c for c in nb.cells if c.cell_type == "code"]
     if colab_cell and (not code or code[0].source != colab_cell_source()):
-        problems.append("the first code cell is not distil_utils.colab.colab_cell_source() "
+        problems.append("the first code cell is not distil_utils.tools.colab.colab_cell_source() "
                         "(--strip rewrites it)")
     return [f"{path.name}: {p}" for p in problems]
 
@@ -302,7 +304,7 @@ def sync_colab_cell(path: str | Path) -> bool:
 def _write_notebook(path: Path, nb: Any) -> None:
     import nbformat
 
-    from .io import atomic_write
+    from ..results_io import atomic_write
 
     atomic_write(path, lambda tmp: nbformat.write(nb, str(tmp)))
 
@@ -647,7 +649,7 @@ def profile_digest(profile: str) -> str:
     `--skip-done` compares it, so a notebook run under other settings (an edited profile) is
     run again instead of being reused with numbers those settings did not produce.
     """
-    from .config import get_config
+    from ..config import get_config
 
     cfg = get_config(profile).to_dict()
     for key in ("data_dir", "results_dir", "device"):
@@ -688,7 +690,7 @@ def _say(quiet: bool, msg: str) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m distil_utils.reproduce",
+        prog="python -m distil_utils.tools.reproduce",
         description="Execute the DistilBERT notebook suite in order with papermill.")
     ap.add_argument("--profile", default="smoke", help=f"one of {sorted(PROFILES)}")
     ap.add_argument("--only", action="append", metavar="NN",
@@ -718,7 +720,7 @@ def _check_clean_cli(notebooks_dir: str) -> int:
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
-        print("fix: python -m distil_utils.reproduce --strip (the parameters cell by hand)",
+        print("fix: python -m distil_utils.tools.reproduce --strip (the parameters cell by hand)",
               file=sys.stderr)
         return 1
     print(f"{len(find_notebooks(notebooks_dir))} notebooks clean")

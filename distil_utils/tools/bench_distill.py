@@ -26,7 +26,7 @@ way, one at a time. The runs are interleaved (round r: A B C ..., round r+1: ...
 every run sees the same sequences, starts from the same student and has one untimed
 warm-up step; the median and spread over rounds are reported.
 
-    python -m distil_utils.bench_distill --profile cpu [--teacher T] [--steps N]
+    python -m distil_utils.tools.bench_distill --profile cpu [--teacher T] [--steps N]
         [--batch-size B] [--rounds R] [--variants a,b,...] [--no-tokenize-bench] [-p k v]
 
 It also times the data preparation: `data.tokenize_corpus` over the IMDb unsupervised
@@ -53,9 +53,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .config import Config
-from .data import batch_stream, collate
-from .distill import (
+from ..config import Config
+from ..data import batch_stream, collate
+from ..distill import (
     LossFn,
     apply_speed_settings,
     config_from_cli,
@@ -64,8 +64,8 @@ from .distill import (
     prepare_tokenizer,
     resolve_device,
 )
-from .io import write_result
-from .masking import mask_tokens
+from ..masking import mask_tokens
+from ..results_io import write_result
 
 LOSS_KEYS = ("loss", "ce", "mlm", "cos")
 # Losses of two float32 computations of the same step must agree to this relative tolerance.
@@ -385,7 +385,7 @@ def bench_distill(cfg: Config, teacher: torch.nn.Module, student: torch.nn.Modul
     res = _summarize(cfg, names, all_variants, runs, equal, counts["grouped"], steps)
     res["autocast"] = cfg.distill_autocast
     if peaks is not None:  # model-FLOP utilisation: FLOPs from shapes / the measured peak
-        from .flops import add_mfu
+        from ..flops import add_mfu
 
         add_mfu(res, teacher.config, student.config, batching["grouped"], peaks,
                 cfg.ce_on_masked_only)
@@ -394,7 +394,7 @@ def bench_distill(cfg: Config, teacher: torch.nn.Module, student: torch.nn.Modul
 
 
 def _weights(pool: Any, tokenizer: Any, cfg: Config) -> torch.Tensor:
-    from .distill import corpus_weights
+    from ..distill import corpus_weights
 
     return corpus_weights(pool, tokenizer, cfg.mlm_smoothing)
 
@@ -451,8 +451,8 @@ def tokenize_bench(cfg: Config, tokenizer: Any, max_docs: int | None = None,
     """
     import datasets
 
-    from .data import tokenize_corpus
-    from .hub import load_split
+    from ..data import tokenize_corpus
+    from ..hub import load_split
 
     docs = load_split("imdb", "unsupervised", cfg.data_dir).select_columns(["text"])
     if max_docs is not None:
@@ -482,8 +482,8 @@ def load_models(cfg: Config, tokenizer: Any, teacher: str | None = None,
     """(teacher, student, description). The teacher is `teacher`, else the profile's
     adapted teacher if cached under results/, else the profile's teacher — with a fresh MLM
     head if it has none (fine for timing: the head's values do not change the work)."""
-    from .distill import check_vocab
-    from .student import load_teacher, student_from_teacher, tiny_teacher
+    from ..distill import check_vocab
+    from ..student import load_teacher, student_from_teacher, tiny_teacher
 
     cached = cfg.out / "teacher"
     if teacher is None and (cached / "config.json").exists():
@@ -557,7 +557,7 @@ PROFILE_DEFAULTS = {"smoke": {"steps": 3, "rounds": 1, "tokenize": True, "tokeni
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """`python -m distil_utils.bench_distill`: see the module docstring."""
+    """`python -m distil_utils.tools.bench_distill`: see the module docstring."""
     ap = argparse.ArgumentParser(description="Throughput and memory of a distillation step, "
                                  "ours vs the reference algorithm.")
     ap.add_argument("--profile", default="smoke")
@@ -588,7 +588,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     student.to(device)
     train, _ = prepare_corpus(cfg, tokenizer)
     names = args.variants.split(",") if args.variants else None
-    from .flops import matmul_peak
+    from ..flops import matmul_peak
 
     amp_dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     if device.type == "cuda":
@@ -603,7 +603,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # a single measurement, which would overstate the MFU
     again = {k: max(v, matmul_peak(device, amp_dtypes[k])) for k, v in peaks.items()}
     if again != peaks:
-        from .flops import add_mfu
+        from ..flops import add_mfu
 
         peaks.update(again)
         add_mfu(bench, teacher.config, student.config, bench.pop("_grouped_batches"), peaks,

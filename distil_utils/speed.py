@@ -12,7 +12,7 @@ BERT-base 668 s, DistilBERT 410 s). A single pass on a shared machine is noise, 
 * the student/teacher *ratio* is reported for every figure: it is what carries over between
   machines, unlike the seconds.
 
-    python -m distil_utils.bench --teacher PATH_OR_NAME --student PATH_OR_NAME [--task stsb]
+    python -m distil_utils.speed --teacher PATH_OR_NAME --student PATH_OR_NAME [--task stsb]
         [--profile smoke] [--max-examples N] [--repeats N] [--threads N] [--no-grid]
 """
 
@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from .config import Config, get_config
 from .hub import load_split, load_tokenizer, resolve_model
 from .intervals import halfwidth, paired_ratio
-from .io import ResultsLockedError, lock_results, write_result
+from .results_io import ResultsLockedError, lock_results, write_result
 
 # Text columns of each GLUE task (the same as finetune.TEXT_KEYS; repeated here so that timing
 # does not import the Trainer stack).
@@ -639,7 +639,7 @@ def save_plots(res: dict[str, Any], folder: str | Path) -> list[Path]:
 
 # ------------------------------------------------------------------------------ CLI
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """`python -m distil_utils.bench`: see the module docstring."""
+    """`python -m distil_utils.speed`: see the module docstring."""
     ap = argparse.ArgumentParser(description="Size and CPU speed of a teacher/student pair "
                                  "(the paper's Table 3 protocol, interleaved and repeated).")
     ap.add_argument("--teacher", required=True, help="checkpoint path, Hub name or 'minilm'")

@@ -13,15 +13,15 @@ import torch
 from conftest import make_tiny_bert
 from transformers import AutoModelForSequenceClassification
 
-from distil_utils.bench import (
+from distil_utils.config import get_config
+from distil_utils.deploy import classification_accuracy, predictions, quantize_int8
+from distil_utils.speed import (
     encode_texts,
     latency_grid,
     main,
     model_size,
     time_dataset_pass,
 )
-from distil_utils.config import get_config
-from distil_utils.deploy import classification_accuracy, predictions, quantize_int8
 from distil_utils.student import save_model, student_from_teacher
 
 PAIRS = [("a man is playing a guitar.", "a person plays music."),
@@ -261,7 +261,7 @@ def test_cli_end_to_end(pair, tmp_path, data_dir, capsys, monkeypatch):
 
 
 def test_paper_shapes_time_bert_base_against_distilbert_base(tokenizer, data_dir):
-    from distil_utils.bench import paper_shapes
+    from distil_utils.speed import paper_shapes
 
     cfg = get_config("smoke", data_dir=data_dir, bench_shape_examples=3, bench_repeats=2)
     res = paper_shapes(cfg, tokenizer, "stsb")
