@@ -104,8 +104,8 @@ def load_teacher(name_or_path: str | Path, *, allow_new_head: bool = False) -> B
         raise ValueError(
             f"teacher {name_or_path!r} has no masked-LM head (missing {missing_head[:3]}…): "
             "it is a plain BERT encoder. Use a BertForMaskedLM checkpoint, or let the suite "
-            "give it a head and adapt it first (profile setting adapt_steps > 0, see "
-            "distil_utils.adapt)."
+            "give it a head and adapt it first (profile setting adapt_steps > 0: notebook 01 "
+            "runs distil_utils.teacher.adapt_teacher)."
         )
     missing_body = [k for k in info["missing_keys"] if k.startswith("bert.")]
     if missing_body:

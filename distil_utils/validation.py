@@ -7,6 +7,7 @@ character) or after an hour (a division by zero at the first checkpoint).
 
 from __future__ import annotations
 
+import ast
 import codecs
 import dataclasses
 import math
@@ -23,6 +24,15 @@ class SettingError(ValueError):
 
 class MissingInputError(SettingError, FileNotFoundError):
     """A setting names a file or folder that is not there (or holds nothing usable)."""
+
+
+def parse_value(text: str) -> Any:
+    """A command line's `-p NAME VALUE` text as a Python literal when it is one (`200`, `None`,
+    `['sst2']`), else the string; the runner and `python -m distil_utils.distill` share it."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
 
 
 def _kind(annotation: str) -> tuple[str, bool]:

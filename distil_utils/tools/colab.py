@@ -3,14 +3,12 @@
 On Colab a notebook opens alone, without this repository: its first code cell clones the suite
 and installs it (and does nothing anywhere else). That cell cannot import this module (the
 package is not installed yet), so it is plain text kept here, `colab_cell_source()`, and a test
-checks that every notebook starts with exactly it. `setup_colab()` does the same from Python,
-for a script or a notebook that already has the package on its path.
+checks that every notebook starts with exactly it (one Colab set-up, not a second copy in
+Python). `badges_markdown()` regenerates the README's launch table; a test keeps them equal.
 """
 
 from __future__ import annotations
 
-import importlib
-import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import quote
@@ -79,34 +77,6 @@ def colab_cell_source(repo_url: str = REPO_URL) -> str:
         f"    !pip install -q {reqs}\n"
         f'    sys.path.insert(0, "{dest}")'
     )
-
-
-def setup_colab(repo_url: str = REPO_URL) -> bool:
-    """On Colab, clone (once) and install the suite and what Colab lacks; elsewhere nothing.
-
-    Returns True when it set Colab up, False outside Colab (so a notebook may call it
-    unconditionally). An unreachable repository is a RuntimeError that says what to do.
-    """
-    if not in_colab():
-        return False
-    dest = colab_dir(repo_url)
-    if not (Path(dest) / "pyproject.toml").exists():
-        try:
-            _run(["git", "clone", "-q", repo_url, dest])
-        except subprocess.CalledProcessError as err:
-            raise RuntimeError(unreachable_message(repo_url, dest)) from err
-    _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", dest])
-    _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", DATA_PACKAGE])
-    _run([sys.executable, "-m", "pip", "install", "-q", *COLAB_INSTALL])
-    if dest not in sys.path:
-        sys.path.insert(0, dest)
-    importlib.invalidate_caches()
-    return True
-
-
-def _run(cmd: list[str]) -> None:
-    print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
 
 
 def binder_url(notebook: str, repo: str = REPO, branch: str = "main") -> str:

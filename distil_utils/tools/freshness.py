@@ -1,0 +1,173 @@
+"""The runner's log, and what each notebook read and wrote, so that `--skip-done` reruns
+exactly what is stale.
+
+A notebook is done when it completed with the same parameters, from the same source, under the
+same profile settings, and every file it read or wrote is as it left it (fingerprints below).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..artefacts import STAMP
+from ..results_io import versions, write_json
+
+LOG_NAME = "reproduce_log.json"
+# Bookkeeping under results/<profile>/ that is not a notebook's result (executed copies are
+# checked on their own; checkpoints are resumable work and corpus/ the tokenised-corpus cache,
+# not results).
+UNTRACKED = {"notebooks", "checkpoints", "config", "corpus", LOG_NAME, "PROFILE.json"}
+HASH_LIMIT = 64 << 20  # files larger than this (weights) are fingerprinted by size and mtime
+
+
+def fingerprint(path: Path) -> str | None:
+    """A file's sha256 (size and mtime for large ones); a model folder's stamp and file sizes.
+
+    A stamped folder (`artefacts.STAMP`) stands for its model: a model made again gets a new
+    stamp, and a deleted or truncated weight file changes the sizes. None: nothing there.
+    """
+    if path.is_dir():
+        stamp = path / STAMP
+        if not stamp.is_file():
+            return None
+        sizes = sorted((f.name, f.stat().st_size) for f in path.iterdir() if f.is_file())
+        return hashlib.sha256(stamp.read_bytes() + repr(sizes).encode()).hexdigest()
+    if not path.is_file():
+        return None
+    st = path.stat()
+    if st.st_size > HASH_LIMIT:
+        return f"size {st.st_size} mtime {st.st_mtime_ns}"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def snapshot(out: Path) -> dict[str, str]:
+    """{path relative to `out`: fingerprint} of every result and model folder under `out`."""
+    found: dict[str, str] = {}
+    if not out.is_dir():
+        return found
+    for folder, dirs, files in os.walk(out):
+        here = Path(folder)
+        rel = here.relative_to(out)
+        if STAMP in files and rel != Path("."):
+            found[rel.as_posix()] = fingerprint(here)
+            dirs.clear()
+            continue
+        dirs[:] = [d for d in dirs if not d.startswith(".")
+                   and not (rel == Path(".") and d in UNTRACKED)]
+        for name in files:
+            if name.startswith(".") or (rel == Path(".") and name in UNTRACKED):
+                continue
+            found[(rel / name).as_posix()] = fingerprint(here / name)
+    return found
+
+
+def _tracked(out: Path, path: Path) -> str | None:
+    """`path` as `snapshot` names it (its model folder, if inside one), or None if outside."""
+    try:
+        rel = path.absolute().relative_to(out.absolute())
+    except ValueError:
+        return None
+    if not rel.parts or rel.parts[0] in UNTRACKED:
+        return None
+    for i in range(1, len(rel.parts) + 1):  # the outermost stamped folder holding it
+        prefix = out / Path(*rel.parts[:i])
+        if prefix.is_dir() and (prefix / STAMP).is_file():
+            return Path(*rel.parts[:i]).as_posix()
+    return rel.as_posix()
+
+
+def _files_of_run(out: Path, before: dict[str, str], reads: Path) -> dict[str, str | None]:
+    """What the notebook wrote (changed or new since `before`) and read (its read log).
+
+    Read paths are fingerprinted as they are now, after the run; one that was missing when
+    read is recorded as None, so it appearing later also counts as a change.
+    """
+    after = snapshot(out)
+    files: dict[str, str | None] = {k: v for k, v in after.items() if before.get(k) != v}
+    if reads.is_file():
+        for line in reads.read_text(encoding="utf-8").splitlines():
+            rel = _tracked(out, Path(line))
+            if rel is not None and rel not in files:
+                files[rel] = fingerprint(out / rel)
+    return dict(sorted(files.items()))
+
+
+def _is_done(previous: dict[str, Any] | None, executed: Path, injected: dict[str, Any],
+             digest: str, settings: str, out: Path) -> bool:
+    """Completed before with these parameters, from this source, under these profile
+    settings; the copy is still there, and every file it read or wrote is as it left it.
+
+    A record without its files (an older log, or one committed without the models it
+    describes) is not done: the notebook runs again.
+    """
+    if not (previous and previous.get("status") == "ok" and executed.exists()
+            and previous.get("parameters") == _jsonable(injected)
+            and previous.get("source_sha256") == digest
+            and previous.get("profile_sha256") == settings
+            and isinstance(previous.get("files"), dict)):
+        return False
+    return all(fingerprint(out / rel) == fp for rel, fp in previous["files"].items())
+
+
+def _jsonable(obj: Any) -> Any:
+    """`obj` as it reads back from JSON (tuples become lists), for comparing with the log."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def profile_digest(profile: str) -> str:
+    """A digest of the profile's settings in `config.py` (machine paths left out).
+
+    `--skip-done` compares it, so a notebook run under other settings (an edited profile) is
+    run again instead of being reused with numbers those settings did not produce.
+    """
+    from ..config import get_config
+
+    cfg = get_config(profile).to_dict()
+    for key in ("data_dir", "results_dir", "device"):
+        cfg.pop(key, None)
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- the log ---------------------------------------------------------------------------------
+
+def _read_log(path: Path) -> dict[str, Any]:
+    """The profile's log as {"runs": {notebook: record}}; a damaged log starts afresh."""
+    log: dict[str, Any] = {"path": path, "runs": {}}
+    if path.exists():
+        try:
+            log["runs"] = {r["notebook"]: r for r in json.loads(path.read_text())["runs"]}
+        except (json.JSONDecodeError, KeyError, TypeError):
+            print(f"[reproduce] {path} is damaged; starting a new log", file=sys.stderr)
+    return log
+
+
+def _log(out: Path, log: dict[str, Any], record: dict[str, Any]) -> None:
+    """Update one notebook's record and rewrite the log atomically (others are kept).
+
+    The file is read again first, so that two runners on one results folder (e.g. `--only 05`
+    beside a run busy with 04) keep each other's records instead of the last writer's view.
+    """
+    log["runs"] = _read_log(log["path"])["runs"]
+    log["runs"][record["notebook"]] = dict(record)
+    write_json(log["path"], {"profile": out.name,
+                             "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                             "runs": [log["runs"][k] for k in sorted(log["runs"])]})
+
+
+_VERSIONS: dict[str, str] = {}
+
+
+def _versions() -> dict[str, str]:
+    if not _VERSIONS:  # importing torch & co. once is enough
+        _VERSIONS.update(versions())
+    return dict(_VERSIONS)
