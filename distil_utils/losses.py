@@ -1,7 +1,10 @@
 """The paper's triple loss: distillation KL + masked-LM + cosine on the last hidden states.
 
 Written as one function over tensors (not a Trainer subclass) so it can be tested term by term
-against a direct computation and reused by the pre-training loop and its ablations.
+against a direct computation and reused by the pre-training loop and its ablations. This is
+the definition of the loss: `fused_head.fused_triple_loss` computes the same value without
+the full-vocabulary logits, from the helpers here (`check_settings`, `ce_rows`,
+`cosine_loss`), and is tested against `triple_loss`.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 
-def _check(temperature: float, weights: dict[str, float]) -> None:
+def check_settings(temperature: float, weights: dict[str, float]) -> None:
+    """Refuse a temperature <= 0 or a negative weight, naming the setting."""
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 (got {temperature}); the paper uses 2.0")
     for name, w in weights.items():
@@ -22,6 +26,12 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of `values` where `mask` is true; 0 (not NaN) when nothing is selected."""
     mask = mask.to(values.dtype)
     return (values * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def ce_rows(labels: torch.Tensor, attention_mask: torch.Tensor,
+            ce_on_masked_only: bool) -> torch.Tensor:
+    """The tokens the distillation term averages over: every real token, or the masked ones."""
+    return (labels != -100) if ce_on_masked_only else attention_mask.bool()
 
 
 def distillation_ce(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
@@ -68,13 +78,14 @@ def triple_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     Shapes: logits (batch, seq, vocab), hidden (batch, seq, dim), labels and attention_mask
     (batch, seq). The teacher tensors are detached: no gradient ever reaches the teacher.
     """
-    _check(temperature, {"alpha_ce": alpha_ce, "alpha_mlm": alpha_mlm, "alpha_cos": alpha_cos})
+    check_settings(temperature,
+                   {"alpha_ce": alpha_ce, "alpha_mlm": alpha_mlm, "alpha_cos": alpha_cos})
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher logits "
                          f"{tuple(teacher_logits.shape)} differ: do the two models share a "
                          "vocabulary?")
     teacher_logits, teacher_hidden = teacher_logits.detach(), teacher_hidden.detach()
-    select = (labels != -100) if ce_on_masked_only else attention_mask.bool()
+    select = ce_rows(labels, attention_mask, ce_on_masked_only)
     ce = distillation_ce(student_logits, teacher_logits, select, temperature)
     mlm = mlm_ce(student_logits, labels)
     cos = cosine_loss(student_hidden, teacher_hidden, attention_mask)

@@ -17,7 +17,8 @@ def ensure_models(cfg: Config) -> tuple[Any, str, str]:
     another MAX_STEPS) rather than silently fine-tuning it or overwriting it.
     """
     from .artefacts import StaleArtefactError, require_current, student_stamp, teacher_stamp
-    from .distill import prepare_corpus, prepare_teacher, prepare_tokenizer, run_distillation
+    from .distill import prepare_corpus, run_distillation
+    from .teacher import prepare_teacher, prepare_tokenizer
 
     tokenizer = prepare_tokenizer(cfg)
     student_dir = cfg.out / "student"

@@ -14,17 +14,18 @@ from conftest import make_tiny_bert
 
 from distil_utils.config import get_config
 from distil_utils.data import collate
-from distil_utils.distill import make_distill_loss, train_loop
+from distil_utils.distill import make_distill_loss
 from distil_utils.masking import masking_weights
 from distil_utils.student import random_student, student_from_teacher
 from distil_utils.tools.bench_distill import (
     LOSS_RTOL,
     compare_losses,
     main,
-    reference_loss,
     rss_mb,
     time_steps,
 )
+from distil_utils.tools.reference_distiller import reference_loss
+from distil_utils.training import train_loop
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -31,8 +31,9 @@ pytestmark = pytest.mark.slow
 WORKER = textwrap.dedent("""
     import hashlib, json, sys
     from distil_utils.config import get_config
-    from distil_utils.distill import (dist_info, prepare_corpus, prepare_teacher,
-                                      prepare_tokenizer, run_distillation)
+    from distil_utils.devices import dist_info
+    from distil_utils.distill import prepare_corpus, run_distillation
+    from distil_utils.teacher import prepare_teacher, prepare_tokenizer
     from distil_utils.recipe import plan
     from distil_utils.student import load_teacher
 

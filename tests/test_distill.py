@@ -166,7 +166,8 @@ def test_torchrun_two_cpu_processes_keep_identical_replicas(tmp_path, corpus_fil
     script.write_text(textwrap.dedent(f"""
         import os, torch
         from distil_utils.config import get_config
-        from distil_utils.distill import prepare_corpus, run_distillation, dist_info
+        from distil_utils.devices import dist_info
+        from distil_utils.distill import prepare_corpus, run_distillation
         from distil_utils.hub import load_tokenizer
         from distil_utils.student import tiny_teacher
         cfg = get_config("smoke", results_dir={str(tmp_path)!r}, corpus=({str(corpus_file)!r},),

@@ -31,8 +31,9 @@ pytestmark = [pytest.mark.gpu,
 RUN = textwrap.dedent("""
     import json, sys, torch
     from distil_utils.config import get_config
-    from distil_utils.distill import (dist_info, prepare_corpus, prepare_teacher,
-                                      prepare_tokenizer, run_distillation)
+    from distil_utils.devices import dist_info
+    from distil_utils.distill import prepare_corpus, run_distillation
+    from distil_utils.teacher import prepare_teacher, prepare_tokenizer
     from distil_utils.flops import matmul_peak, precision_dtype, run_throughput
     from distil_utils.recipe import precision
 

@@ -18,7 +18,8 @@ from conftest import make_tiny_bert
 
 from distil_utils.config import get_config
 from distil_utils.data import collate
-from distil_utils.distill import _fused_parts_ok, make_distill_loss
+from distil_utils.distill import make_distill_loss
+from distil_utils.fused_head import can_fuse
 from distil_utils.losses import triple_loss
 from distil_utils.masking import mask_tokens, masking_weights
 from distil_utils.recipe import precision
@@ -119,6 +120,6 @@ def test_fused_head_under_fp16_keeps_the_float32_gradient(pair, weights, tokeniz
 
 def test_the_fused_head_is_a_cpu_path(pair):
     teacher, student = pair
-    assert _fused_parts_ok(teacher, student)
+    assert can_fuse(teacher, student)
     on_meta = copy.deepcopy(student).to("meta")  # any non-CPU device takes the plain heads
-    assert not _fused_parts_ok(teacher, on_meta)
+    assert not can_fuse(teacher, on_meta)

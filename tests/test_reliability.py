@@ -71,7 +71,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path, corpus):
 
 
 def test_tokenizer_that_does_not_match_the_teacher(tokenizer):
-    from distil_utils.distill import check_vocab
+    from distil_utils.teacher import check_vocab
 
     with pytest.raises(ValueError, match="tokenizer has 30522 tokens but the teacher embeds 999"):
         check_vocab(make_tiny_bert(layers=2, vocab=999), tokenizer)
@@ -168,7 +168,8 @@ def _small(tmp_path, corpus, **kw):
 
 
 def _prepared(cfg):
-    from distil_utils.distill import prepare_corpus, prepare_teacher, prepare_tokenizer
+    from distil_utils.distill import prepare_corpus
+    from distil_utils.teacher import prepare_teacher, prepare_tokenizer
 
     tok = prepare_tokenizer(cfg)
     train, held = prepare_corpus(cfg, tok)
@@ -229,7 +230,8 @@ def test_resume_refuses_any_setting_that_changes_the_run(tmp_path, corpus, key, 
 
 
 def test_non_finite_loss_stops_the_run_before_anything_is_saved(tmp_path, corpus):
-    from distil_utils.distill import NonFiniteLossError, run_distillation
+    from distil_utils.distill import run_distillation
+    from distil_utils.training import NonFiniteLossError
 
     cfg = _small(tmp_path, corpus, adapt_steps=0)
     tok, train, _, teacher, _, _ = _prepared(cfg)
@@ -345,7 +347,7 @@ def test_tokenizer_of_the_right_size_with_other_tokens_is_refused(tokenizer, tmp
     from transformers import BertForMaskedLM, BertTokenizerFast
 
     from distil_utils.artefacts import vocab_digest
-    from distil_utils.distill import check_vocab
+    from distil_utils.teacher import check_vocab
 
     vocab = tokenizer.get_vocab()
     tokens = sorted(vocab, key=vocab.__getitem__)

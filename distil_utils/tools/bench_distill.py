@@ -1,11 +1,11 @@
 """Distillation throughput and memory: our training step against the reference algorithm.
 
 One distillation step, end to end: masking, the frozen teacher's forward, the student's
-forward and backward, gradient clipping and the AdamW/linear-schedule update of
-`distill.train_loop`. Each step is timed and reported as *real* (non-padding) tokens per
-second, seconds per step and peak memory (CPU: peak resident set size, reset before each
-run through /proc/self/clear_refs where Linux allows it, else the process peak from
-`getrusage`; GPU: `torch.cuda.max_memory_allocated`).
+forward and backward, gradient clipping and the AdamW/linear-schedule update: the very
+optimizer step of `training.train_loop` (`training.TrainStep`). Each step is timed and
+reported as *real* (non-padding) tokens per second, seconds per step and peak memory (CPU:
+peak resident set size, reset before each run through /proc/self/clear_refs where Linux
+allows it, else the process peak from `getrusage`; GPU: `torch.cuda.max_memory_allocated`).
 
 Two algorithms on the same teacher, student, batch size, loss weights and sequences:
 
@@ -13,12 +13,12 @@ Two algorithms on the same teacher, student, batch size, loss weights and sequen
   length-grouped batches of `data.batch_stream`;
 * **reference** — the algorithm of the reference distiller (huggingface/
   transformers-research-projects, distillation/distiller.py), re-implemented from its
-  description by `reference_loss`: the student computes full-vocabulary logits at every
-  position, the teacher does the same under `no_grad`, both are `masked_select`ed into
-  copies for a KL over every real token, the masked-LM cross-entropy runs over the full
-  logits, the hidden states are `masked_select`ed for the cosine loss; batches are padded
-  and in random order (`random_batches`; the reference's train.py groups by size by
-  default, the `reference_grouped` variant shows that case).
+  description in `tools.reference_distiller` (`reference_loss`): the student computes
+  full-vocabulary logits at every position, the teacher does the same under `no_grad`,
+  both are `masked_select`ed into copies for a KL over every real token, the masked-LM
+  cross-entropy runs over the full logits, the hidden states are `masked_select`ed for the
+  cosine loss; batches are padded and in random order (`random_batches`; the reference's
+  train.py groups by size by default, the `reference_grouped` variant shows that case).
 
 On the very same batch the two compute the same losses (`compare_losses`, asserted in
 tests/test_bench_distill.py). Every speed option of ours is also shown switched the other
@@ -51,21 +51,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..config import Config
-from ..data import batch_stream, collate
-from ..distill import (
-    LossFn,
-    apply_speed_settings,
-    config_from_cli,
-    make_distill_loss,
-    prepare_corpus,
-    prepare_tokenizer,
-    resolve_device,
-)
-from ..masking import mask_tokens
+from ..data import batch_stream
+from ..devices import resolve_device
+from ..distill import config_from_cli, corpus_weights, make_distill_loss, prepare_corpus
 from ..results_io import write_result
+from ..teacher import build_teacher, check_vocab, prepare_tokenizer
+from ..training import LossFn, TrainStep, apply_speed_settings, make_accelerator, make_optimizer
+from .reference_distiller import random_batches, reference_loss
 
 LOSS_KEYS = ("loss", "ce", "mlm", "cos")
 # Losses of two float32 computations of the same step must agree to this relative tolerance.
@@ -124,95 +118,27 @@ def peak_memory(device: torch.device) -> Iterator[dict[str, Any]]:
             out["cuda_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
 
 
-# ---------------------------------------------------------------- reference algorithm
-def random_batches(seqs: Any, batch_size: int, seed: int, pad_id: int) -> list[dict]:
-    """Padded batches in random order, no length grouping (the reference with
-    group_by_size off): a seeded shuffle cut into consecutive batches."""
-    order = list(range(len(seqs)))
-    random.Random(seed).shuffle(order)
-    ids = seqs["input_ids"]
-    return [collate([ids[i] for i in order[k:k + batch_size]], pad_id)
-            for k in range(0, len(order), batch_size)]
-
-
-def reference_loss(teacher: torch.nn.Module, cfg: Config, weights: torch.Tensor,
-                   mask_id: int, vocab_size: int) -> LossFn:
-    """The reference distiller's step, written from its description (not its code).
-
-    Student forward at every position with full-vocabulary logits and all hidden states;
-    teacher forward the same way under `no_grad`; the logits of the selected tokens (every
-    real token, or the masked ones with `ce_on_masked_only`) are `masked_select`ed into
-    copies, KL(softmax(t/T) ‖ softmax(s/T)) · T² with "batchmean" over them; masked-LM
-    cross-entropy over the full logits (ignore -100); the last hidden states of real tokens
-    are `masked_select`ed for the cosine-embedding loss with target 1. Masking is the same
-    `mask_tokens` as ours, so both see identical inputs.
-    """
-    teacher.eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-
-    def loss_fn(student: torch.nn.Module, batch: dict, gen: torch.Generator) -> dict:
-        dev = next(teacher.parameters()).device
-        ids, am = batch["input_ids"], batch["attention_mask"]
-        masked, labels = mask_tokens(ids, am, weights, mask_id, vocab_size, cfg.mlm_prob, gen,
-                                     count_special=cfg.mlm_count_special)
-        masked, labels, am = masked.to(dev), labels.to(dev), am.to(dev)
-        s_out = student(input_ids=masked, attention_mask=am, output_hidden_states=True)
-        with torch.no_grad():
-            t_out = teacher(input_ids=masked, attention_mask=am, output_hidden_states=True)
-        s_logits, t_logits = s_out.logits, t_out.logits
-        vocab = s_logits.size(-1)
-        sel = (labels > -1) if cfg.ce_on_masked_only else am.bool()
-        sel = sel.unsqueeze(-1).expand_as(s_logits)
-        s_sel = torch.masked_select(s_logits, sel).view(-1, vocab)
-        t_sel = torch.masked_select(t_logits, sel).view(-1, vocab)
-        t = cfg.temperature
-        ce = F.kl_div(F.log_softmax(s_sel / t, -1), F.softmax(t_sel / t, -1),
-                      reduction="batchmean") * t**2
-        mlm = F.cross_entropy(s_logits.view(-1, vocab), labels.view(-1), ignore_index=-100)
-        s_h, t_h = s_out.hidden_states[-1], t_out.hidden_states[-1]
-        dim = s_h.size(-1)
-        hsel = am.bool().unsqueeze(-1).expand_as(s_h)
-        s_h = torch.masked_select(s_h, hsel).view(-1, dim)
-        t_h = torch.masked_select(t_h, hsel).view(-1, dim)
-        cos = F.cosine_embedding_loss(s_h, t_h, s_h.new_ones(s_h.size(0)))
-        loss = cfg.alpha_ce * ce + cfg.alpha_mlm * mlm + cfg.alpha_cos * cos
-        return {"loss": loss, "ce": ce, "mlm": mlm, "cos": cos}
-
-    return loss_fn
-
-
 # ------------------------------------------------------------------------ one step
 class Stepper:
-    """The optimizer step of `distill.train_loop` (AdamW 0.9/0.98/1e-6, linear warm-up and
-    decay, grad-norm clipping, per-step seeds), without its checkpointing, for timing."""
+    """`training.TrainStep`, the optimizer step of `train_loop` (its seeds, AdamW and
+    schedule, clipping, finite checks, precision), one batch per step, without the loop's
+    checkpointing: the step that trains is the step that is timed."""
 
     def __init__(self, student: torch.nn.Module, loss_fn: LossFn, cfg: Config,
                  max_steps: int) -> None:
-        from transformers import get_linear_schedule_with_warmup
-
-        self.student, self.loss_fn, self.cfg = student, loss_fn, cfg
+        device = next(student.parameters()).device
+        cfg = replace(cfg, grad_accum=1)  # one timed batch per optimizer step
         params = [p for p in student.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6,
-                                     weight_decay=cfg.weight_decay)
-        self.sched = get_linear_schedule_with_warmup(
-            self.opt, int(cfg.warmup_frac * max_steps), max_steps)
-        self.gen = torch.Generator()
+        opt, sched = make_optimizer([{"params": params}], cfg, cfg.lr, max_steps)
+        student.train()
+        self.train_step = TrainStep(student, loss_fn, make_accelerator(cfg, device), opt, sched,
+                                    cfg, desc="bench")
         self.n = 0
 
     def step(self, batch: dict) -> dict[str, float]:
-        cfg = self.cfg
-        torch.manual_seed(cfg.seed * 1_000_003 + self.n)
-        self.gen.manual_seed(cfg.seed + 1 + self.n)
-        self.student.train()
-        out = self.loss_fn(self.student, batch, self.gen)
-        out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.max_grad_norm)
-        self.opt.step()
-        self.sched.step()
-        self.opt.zero_grad(set_to_none=True)
+        losses, _, _ = self.train_step(self.n, iter([batch]))
         self.n += 1
-        return {k: float(v.detach()) for k, v in out.items()}
+        return losses
 
 
 def _sync(device: torch.device) -> None:
@@ -394,8 +320,6 @@ def bench_distill(cfg: Config, teacher: torch.nn.Module, student: torch.nn.Modul
 
 
 def _weights(pool: Any, tokenizer: Any, cfg: Config) -> torch.Tensor:
-    from ..distill import corpus_weights
-
     return corpus_weights(pool, tokenizer, cfg.mlm_smoothing)
 
 
@@ -481,29 +405,26 @@ def load_models(cfg: Config, tokenizer: Any, teacher: str | None = None,
                 ) -> tuple[torch.nn.Module, torch.nn.Module, str]:
     """(teacher, student, description). The teacher is `teacher`, else the profile's
     adapted teacher if cached under results/, else the profile's teacher — with a fresh MLM
-    head if it has none (fine for timing: the head's values do not change the work)."""
-    from ..distill import check_vocab
-    from ..student import load_teacher, student_from_teacher, tiny_teacher
+    head if it has none (fine for timing: the head's values do not change the work). Built
+    by the product's `teacher.build_teacher`; `random-bert-base` is its tiny teacher at
+    BERT-base's shape (12 x 768, random weights): timing without the Hub."""
+    from ..student import load_teacher, student_from_teacher
 
     cached = cfg.out / "teacher"
     if teacher is None and (cached / "config.json").exists():
         model, what = load_teacher(cached), f"{cached} (adapted)"
+        check_vocab(model, tokenizer)
     else:
         name = teacher or cfg.teacher
-        if name == "random-bert-base":  # BERT-base's shape, random: timing without the Hub
-            from transformers import BertConfig, BertForMaskedLM
-
-            torch.manual_seed(cfg.seed)
-            model = BertForMaskedLM(BertConfig(vocab_size=len(tokenizer)))
+        if name == "random-bert-base":
+            cfg = replace(cfg, tiny_layers=12, tiny_hidden=768, tiny_heads=12,
+                          tiny_intermediate=3072)
+            model = build_teacher(cfg, tokenizer, "tiny")
             what = "random-bert-base (BERT-base shape, random weights, timing only)"
-        elif name == "tiny":
-            model = tiny_teacher(len(tokenizer), cfg.tiny_layers, cfg.tiny_hidden,
-                                 cfg.tiny_heads, cfg.tiny_intermediate, seed=cfg.seed)
-            what = "tiny (random, built from config)"
         else:
-            model = load_teacher(name, allow_new_head=True)
-            what = f"{name} (MLM head as loaded; random if the checkpoint has none)"
-    check_vocab(model, tokenizer)
+            model = build_teacher(cfg, tokenizer, name, allow_new_head=True)
+            what = ("tiny (random, built from config)" if name == "tiny" else
+                    f"{name} (MLM head as loaded; random if the checkpoint has none)")
     student = student_from_teacher(model, cfg.student_layers)
     return model.eval(), student, what
 

@@ -1,0 +1,175 @@
+"""An optional, clearly named implementation of `losses.triple_loss`: the fused MLM head.
+
+`fused_triple_loss` computes exactly the value of `losses.triple_loss` (and its gradient) for
+a BERT teacher and a DistilBERT student, but chunk by chunk: the (tokens x vocabulary) logits
+of the two MLM heads are never materialised, only `chunk_rows` rows of them at a time.
+
+Why it exists: on a CPU the full-vocabulary logits dominate the step. For a batch of 16 x 512
+tokens and BERT's 30,522 words they are 1 GB per model in float32, and a plain autograd
+graph keeps the student's logits, their softmax and the gradient alive at once. Here each
+chunk's student and teacher logits, both terms and their gradient are computed together
+and dropped, so peak memory is bounded by the chunk and the work stays in cache; only the
+rows the loss reads (real tokens, or masked ones with `ce_on_masked_only`) are projected.
+
+When it does not run: `make_distill_loss` takes it only with `cfg.distill_fused_head` and
+when `can_fuse` holds (a `BertForMaskedLM` teacher, a `DistilBertForMaskedLM` student, on the
+CPU); otherwise it calls `losses.triple_loss` on the models' own logits. On a GPU the plain
+heads under autocast are fast and their logits fit, while this loop's per-chunk host
+synchronisations would stall the device.
+
+The formula is not restated here: the distillation and masked-LM terms are the per-row sums
+that `losses.distillation_ce` and `losses.mlm_ce` average, the rows are `losses.ce_rows`,
+the settings are checked by `losses.check_settings` and the cosine term is
+`losses.cosine_loss` itself. tests/test_losses.py checks value and gradients against
+`losses.triple_loss`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .losses import ce_rows, check_settings, cosine_loss
+
+
+class _FusedHeadLoss(torch.autograd.Function):
+    """alpha_ce·L_ce + alpha_mlm·L_mlm straight from the two MLM heads' inputs.
+
+    Same numbers as `losses.distillation_ce` and `losses.mlm_ce` on the full logits, but the
+    (rows × vocab) logits only ever exist `chunk` rows at a time: each chunk's student and
+    teacher logits, both terms and their gradient are computed together, and the gradient
+    is pushed through the student's decoder at once (backward only scales it). Returns
+    (weighted sum, L_ce, L_mlm); the two terms are for logging (not differentiable).
+
+    Under autocast the logits' matmuls run in `mm_dtype`, softmaxes and the gradient in
+    float32; the gradient's own matmuls stay in float32 under fp16 (cast to fp16, most of
+    its entries, O(1/rows), would flush to zero before any loss scaler sees them) and the
+    weight gradient is accumulated in float32 whatever the precision.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, zs: torch.Tensor, ws: torch.Tensor, bs: torch.Tensor,
+                zt: torch.Tensor, wt: torch.Tensor, bt: torch.Tensor, ce_rows: torch.Tensor,
+                labels: torch.Tensor, temperature: float, alpha_ce: float, alpha_mlm: float,
+                chunk: int, mm_dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        n_ce, n_mlm = int(ce_rows.sum()), int((labels != -100).sum())
+        c_ce = alpha_ce * temperature / max(n_ce, 1)  # d(alpha T² mean KL)/ds = c (p_s - p_t)
+        c_mlm = alpha_mlm / max(n_mlm, 1)
+        need = ctx.needs_input_grad
+        gzs = torch.zeros_like(zs) if need[0] else None
+        gws = torch.zeros_like(ws, dtype=torch.float32) if need[1] else None
+        gbs = torch.zeros(ws.size(0), dtype=torch.float32, device=ws.device) if need[2] else None
+        ce_sum = torch.zeros((), dtype=torch.float32, device=zs.device)
+        mlm_sum = torch.zeros((), dtype=torch.float32, device=zs.device)
+        ws_mm, wt_mm = ws.to(mm_dtype), wt.to(mm_dtype)
+        bs_mm, bt_mm = bs.to(mm_dtype), bt.to(mm_dtype)
+        g_dtype = torch.float32 if mm_dtype == torch.float16 else mm_dtype
+        ws_g = ws_mm if g_dtype == mm_dtype else ws.to(g_dtype)
+        for start in range(0, zs.size(0), chunk):
+            rows = slice(start, start + chunk)
+            zs_c = zs[rows].to(mm_dtype)
+            s = torch.addmm(bs_mm, zs_c, ws_mm.t()).float()
+            ce_c = ce_rows[rows]
+            grad = None
+            if bool(ce_c.any()):  # distillation_ce's KL, summed over this chunk's rows
+                t = torch.addmm(bt_mm, zt[rows].to(mm_dtype), wt_mm.t()).float()
+                log_s = torch.log_softmax(s / temperature, -1)
+                log_t = torch.log_softmax(t / temperature, -1)
+                del t
+                kl = F.kl_div(log_s, log_t, reduction="none", log_target=True).sum(-1)
+                ce_sum += kl[ce_c].sum()
+                grad = log_s.exp_().sub_(log_t.exp_()).mul_(ce_c.unsqueeze(1) * c_ce)
+                del log_s, log_t
+            lab = labels[rows]
+            sel = lab != -100
+            if bool(sel.any()):  # mlm_ce's cross-entropy, summed over this chunk's rows
+                log_p = torch.log_softmax(s[sel], -1)
+                gold = lab[sel].unsqueeze(1)
+                mlm_sum -= log_p.gather(1, gold).sum()
+                g_mlm = log_p.exp_().scatter_add_(1, gold, torch.full_like(gold, -1,
+                                                                           dtype=log_p.dtype))
+                grad = torch.zeros_like(s) if grad is None else grad
+                grad[sel] += g_mlm * c_mlm
+            del s
+            if grad is None:
+                continue
+            if gzs is not None:
+                gzs[rows] = (grad.to(g_dtype) @ ws_g).to(gzs.dtype)
+            if gws is not None:
+                gws += (grad.t().to(g_dtype) @ zs[rows].to(g_dtype)).float()
+            if gbs is not None:
+                gbs += grad.sum(0)
+        # the means of distillation_ce ("batchmean", times T²) and mlm_ce over all rows
+        ce = ce_sum * temperature**2 / max(n_ce, 1)
+        mlm = mlm_sum / max(n_mlm, 1)
+        ctx.grads = (gzs, gws, gbs)
+        ctx.dtypes = (zs.dtype, ws.dtype, bs.dtype)
+        ctx.mark_non_differentiable(ce, mlm)
+        return alpha_ce * ce + alpha_mlm * mlm, ce, mlm
+
+    @staticmethod
+    def backward(ctx: Any, g_loss: torch.Tensor, *_: Any) -> tuple[Any, ...]:
+        grads, ctx.grads = ctx.grads, None
+        out = [None if g is None else (g * g_loss).to(dt)
+               for g, dt in zip(grads, ctx.dtypes, strict=True)]
+        return (*out, None, None, None, None, None, None, None, None, None, None)
+
+
+def can_fuse(teacher: torch.nn.Module, student: torch.nn.Module) -> bool:
+    """Whether the fused head applies: the suite's own classes (it reaches into their MLM
+    heads), on the CPU (its per-chunk host synchronisations would stall a GPU, where the
+    plain heads are fast and fit). Under DDP the student arrives unwrapped inside
+    `devices.LossModule`, whose forward DDP synchronises."""
+    from transformers import BertForMaskedLM, DistilBertForMaskedLM
+
+    on_cpu = next(student.parameters()).device.type == "cpu"
+    return (on_cpu and isinstance(teacher, BertForMaskedLM)
+            and isinstance(student, DistilBertForMaskedLM))
+
+
+def fused_triple_loss(teacher: Any, student: Any, input_ids: torch.Tensor,
+                      attention_mask: torch.Tensor, labels: torch.Tensor, *,
+                      temperature: float = 2.0, alpha_ce: float = 5.0, alpha_mlm: float = 2.0,
+                      alpha_cos: float = 1.0, ce_on_masked_only: bool = False,
+                      chunk_rows: int = 256) -> dict[str, torch.Tensor]:
+    """`losses.triple_loss` of a BERT teacher and a DistilBERT student on `input_ids`
+    (already masked; `labels` -100 where not), without full-vocabulary logits.
+
+    The encoders run as in the models' own forward; the MLM heads are applied to the rows
+    the loss uses only (the `ce_rows`, and the masked ones), and their vocabulary logits
+    go straight into `_FusedHeadLoss`, `chunk_rows` rows at a time. Same keywords and
+    returned terms as `losses.triple_loss`.
+    """
+    check_settings(temperature, {"alpha_ce": alpha_ce, "alpha_mlm": alpha_mlm,
+                                 "alpha_cos": alpha_cos})
+    am = attention_mask
+    with torch.inference_mode():
+        t_hidden = teacher.bert(input_ids=input_ids, attention_mask=am).last_hidden_state
+    t_hidden = t_hidden.clone()  # inference tensors cannot be saved for backward
+    s_hidden = student.distilbert(input_ids=input_ids, attention_mask=am).last_hidden_state
+    dec = teacher.cls.predictions.decoder
+    if dec.weight.size(0) != student.vocab_projector.weight.size(0):
+        raise ValueError(f"student vocabulary {student.vocab_projector.weight.size(0)} and "
+                         f"teacher vocabulary {dec.weight.size(0)} differ: do the two models "
+                         "share a vocabulary?")
+    is_masked = labels != -100
+    select = ce_rows(labels, am, ce_on_masked_only)
+    rows = (select | is_masked).reshape(-1).nonzero(as_tuple=True)[0]
+    dim = s_hidden.size(-1)
+    # the student's and the teacher's MLM heads up to their decoders, on those rows only
+    zs = student.vocab_transform(s_hidden.reshape(-1, dim).index_select(0, rows))
+    zs = student.vocab_layer_norm(student.activation(zs))
+    with torch.no_grad():
+        zt = teacher.cls.predictions.transform(t_hidden.reshape(-1, dim).index_select(0, rows))
+    bt = dec.bias if dec.bias is not None else dec.weight.new_zeros(dec.weight.size(0))
+    mm_dtype = torch.get_autocast_dtype(zs.device.type) if torch.is_autocast_enabled(
+        zs.device.type) else zs.dtype
+    with torch.autocast(zs.device.type, enabled=False):  # precision is chosen inside
+        head, ce, mlm = _FusedHeadLoss.apply(
+            zs, student.vocab_projector.weight, student.vocab_projector.bias, zt, dec.weight,
+            bt, select.reshape(-1)[rows], labels.reshape(-1)[rows], temperature,
+            alpha_ce, alpha_mlm, chunk_rows, mm_dtype)
+    cos = cosine_loss(s_hidden, t_hidden, am)
+    return {"loss": head + alpha_cos * cos, "ce": ce, "mlm": mlm, "cos": cos}

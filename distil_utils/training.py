@@ -1,0 +1,256 @@
+"""The training loop: its optimizer step, checkpoints, per-step seeds and precision.
+
+One small loop (`train_loop`) serves both the teacher's masked-LM adaptation and the student's
+triple-loss distillation. It is written out rather than built on `transformers.Trainer`
+because the step needs a frozen second model, the reference's smoothed dynamic masking and
+exact resumption (the data position and per-step random seeds are part of the checkpoint),
+which Trainer does not offer for a two-model loss. `TrainStep` is its optimizer step, also
+timed by `tools.bench_distill`, so the benchmark measures the step that trains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import Config
+from .data import batch_stream
+from .devices import dist_info, resolve_device
+
+LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor], torch.Generator], dict]
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The seed of one optimizer step on one process: resuming at any step is exact."""
+    return (seed * 1_000_003 + step * 9_176 + rank) % (2**63 - 1)
+
+
+# ----------------------------------------------------------------- speed and precision
+def apply_speed_settings(cfg: Config, *models: torch.nn.Module) -> None:
+    """`cfg.num_threads` and `cfg.attn_implementation` (None leaves torch's / the model's)."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    if cfg.attn_implementation:
+        for m in models:
+            getattr(m, "module", m).set_attn_implementation(cfg.attn_implementation)
+
+
+def autocast(cfg: Config, device: torch.device) -> Any:
+    """The step's autocast: `recipe.precision` (bf16/fp16 on GPUs by default, else as set)."""
+    from .recipe import precision
+
+    amp = precision(cfg, device)
+    if amp is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def make_accelerator(cfg: Config, device: torch.device) -> Any:
+    """The run's `Accelerator` at `recipe.precision` (fp16 gets its loss scaler on a GPU)."""
+    from .devices import make_accelerator as make
+    from .recipe import precision
+
+    return make(precision(cfg, device), device)
+
+
+def make_optimizer(groups: list[dict], cfg: Config, lr: float,
+                   max_steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW (0.9, 0.98, eps 1e-6) and its linear warm-up (`cfg.warmup_frac`) then decay."""
+    from transformers import get_linear_schedule_with_warmup
+
+    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6,
+                            weight_decay=cfg.weight_decay)
+    return opt, get_linear_schedule_with_warmup(opt, int(cfg.warmup_frac * max_steps), max_steps)
+
+
+# --------------------------------------------------------------------- one step
+class TrainStep:
+    """One optimizer step of `model` under `loss_fn`: the per-step seeds, `cfg.grad_accum`
+    micro-batches, the logged losses of the global batch, the finite checks, clipping at
+    `cfg.max_grad_norm`, the update and the scheduler step.
+
+    The model and its loss go into DDP (with several processes) and autocast through
+    `accelerate`, as one module (`devices.LossModule`); `sched` is stepped by hand, once per
+    optimizer step (accelerate's would step once per process).
+    """
+
+    def __init__(self, model: torch.nn.Module, loss_fn: LossFn, acc: Any,
+                 opt: torch.optim.Optimizer, sched: Any, cfg: Config, *, rank: int = 0,
+                 world: int = 1, desc: str = "train") -> None:
+        from .devices import LossModule
+
+        self.model, self.acc, self.sched, self.cfg = model, acc, sched, cfg
+        self.rank, self.world, self.desc = rank, world, desc
+        self.dev = next(model.parameters()).device
+        self.wrapped = acc.prepare_model(LossModule(model, loss_fn), device_placement=False)
+        self.aopt = acc.prepare_optimizer(opt, device_placement=False)
+        self.gen = torch.Generator()
+
+    def __call__(self, step: int, batches: Iterator[dict]) -> tuple[dict[str, float], int, float]:
+        """Step number `step` (0-based) on the next `cfg.grad_accum` batches of `batches`:
+        (mean losses over the global batch, its real tokens, the gradient norm)."""
+        cfg, acc, dev = self.cfg, self.acc, self.dev
+        torch.manual_seed(step_seed(cfg.seed, step, self.rank))
+        self.gen.manual_seed(step_seed(cfg.seed + 1, step, self.rank))
+        sums: dict[str, torch.Tensor] = {}
+        tokens = 0
+        for micro in range(cfg.grad_accum):
+            batch = next(batches)
+            tokens += int(batch["attention_mask"].sum())
+            last = micro == cfg.grad_accum - 1
+            ctx = contextlib.nullcontext() if last else acc.no_sync(self.wrapped)
+            with ctx:
+                out = self.wrapped(batch, self.gen)
+                acc.backward(out["loss"] / cfg.grad_accum)
+            for k, v in out.items():  # summed on the device: one host sync per step
+                sums[k] = sums.get(k, 0.0) + v.detach().float() / cfg.grad_accum
+        keys = sorted(sums)
+        vec = torch.stack([torch.as_tensor(sums[k], device=dev).float() for k in keys]
+                          + [torch.tensor(float(tokens), device=dev)])
+        if self.world > 1:  # the logged losses are the global batch's, the same on every
+            torch.distributed.all_reduce(vec)  # rank, so a non-finite one stops all together
+            vec[:-1] /= self.world
+        losses = dict(zip(keys, vec[:-1].tolist(), strict=True))
+        tokens = int(vec[-1])
+        check_finite(losses, step + 1, self.desc)  # before the step: nothing non-finite saved
+        grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        if acc.scaler is None:  # the fp16 scaler skips inf steps by design; nothing else may
+            check_finite({"grad_norm": float(grad_norm)}, step + 1, self.desc)
+        self.aopt.step()
+        self.sched.step()
+        self.aopt.zero_grad(set_to_none=True)
+        return losses, tokens, float(grad_norm)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term or the gradient norm became NaN or infinite: the run cannot be right."""
+
+
+def check_finite(values: dict[str, float], step: int, desc: str) -> None:
+    """Stop at the first non-finite term, naming the step and the term, before any save."""
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    if bad:
+        raise NonFiniteLossError(
+            f"{desc}: {', '.join(f'{k}={values[k]}' for k in bad)} at step {step}; nothing "
+            "was saved for this step. Check the teacher's weights and the settings lr, "
+            "temperature, alpha_* and distill_autocast (fp16 without loss scaling overflows).")
+
+
+# ------------------------------------------------------------------------- the loop
+def train_loop(model: torch.nn.Module, loss_fn: LossFn, train_seqs: Any, *, cfg: Config,
+               max_steps: int, lr: float, ckpt_path: str | Path, fingerprint: dict[str, Any],
+               pad_id: int, param_groups: list[dict] | None = None, stop_at: int | None = None,
+               on_log: Callable[[dict], None] | None = None, desc: str = "train",
+               fp16_scaling: bool = False) -> list[dict]:
+    """Train `model` for `max_steps` optimizer steps, resuming from `ckpt_path` if present.
+
+    `TrainStep` (AdamW from `make_optimizer`, `cfg.grad_accum` micro-batches per step on
+    each process, grad-norm clipping at `cfg.max_grad_norm`) `max_steps` times. Every
+    `cfg.checkpoint_every` steps the model, optimizer, scheduler, loss scaler, RNG state,
+    data position and loss history are saved atomically. `stop_at` ends the run early after
+    checkpointing (a scheduled interruption; the schedule still spans `max_steps`). The
+    model goes to `cfg.device` (under torchrun: this process's GPU); precision is
+    `recipe.precision` (`fp16_scaling` is kept for callers: fp16 always gets accelerate's
+    loss scaler on a GPU). Returns the loss history, one record per optimizer step.
+    """
+    from .devices import set_tf32
+
+    if max_steps is None:
+        raise ValueError("max_steps is None: it is derived from epochs and the corpus size by "
+                         "prepare_corpus (recipe.resolve); call that first")
+    rank, world = dist_info(cfg.dist_timeout_s)
+    dev = resolve_device(cfg.device)
+    model.to(dev)
+    set_tf32(cfg.tf32, dev)
+    acc = make_accelerator(cfg, dev)
+    ckpt_path = Path(ckpt_path)
+    groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    opt, sched = make_optimizer(groups, cfg, lr, max_steps)
+    step, position, history = 0, 0, []
+    fingerprint = {**fingerprint, "max_steps": max_steps, "world": world}
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, fingerprint)
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            if state.get("scaler") and acc.scaler is not None:
+                acc.scaler.load_state_dict(state["scaler"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise CheckpointError(
+                f"checkpoint {ckpt_path} does not fit this model ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:200]}). Delete it to start this run afresh, or "
+                "resume with the settings that wrote it.") from err
+        torch.set_rng_state(state["torch_rng"])
+        step, position, history = state["step"], state["position"], state["history"]
+    end = max_steps if stop_at is None else min(stop_at, max_steps)
+    if step >= end:
+        return history
+    model.train()
+    train_step = TrainStep(model, loss_fn, acc, opt, sched, cfg, rank=rank, world=world,
+                           desc=desc)
+    stream = (b for _, b in batch_stream(train_seqs, cfg.batch_size, cfg.seed, pad_id,
+                                         start=position, rank=rank, world=world))
+    bar = tqdm(total=end, initial=step, desc=desc, disable=rank != 0)
+    t0 = time.perf_counter()
+    while step < end:
+        sums, tokens, grad_norm = train_step(step, stream)
+        position += cfg.grad_accum * world
+        step += 1
+        record = {"step": step, **sums, "grad_norm": grad_norm,
+                  "lr": sched.get_last_lr()[0], "tokens": tokens,
+                  "seconds": time.perf_counter() - t0}
+        history.append(record)
+        bar.update(1)
+        bar.set_postfix(loss=f"{sums['loss']:.3f}")
+        if on_log and (step % cfg.log_every == 0 or step == end):
+            on_log(record)
+        if rank == 0 and (step % cfg.checkpoint_every == 0 or step == end):
+            save_checkpoint(ckpt_path, {
+                "fingerprint": fingerprint, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "scaler": acc.scaler.state_dict() if acc.scaler is not None else {},
+                "torch_rng": torch.get_rng_state(),
+                "step": step, "position": position, "history": history,
+            })
+    bar.close()
+    model.eval()
+    return history
+
+
+# ------------------------------------------------------------- a run's identity
+def run_fingerprint(cfg: Config, kind: str, **extra: Any) -> dict[str, Any]:
+    """Every setting that changes the run (`artefacts`), so resuming under another is refused."""
+    from .artefacts import distill_settings, teacher_settings
+
+    # the stamps name the recipe's inputs; a resumed run must also match what was derived
+    # from them (the accumulation for this number of processes)
+    if kind == "adapt":
+        return {"kind": kind, **teacher_settings(cfg), "grad_accum": cfg.grad_accum, **extra}
+    return {"kind": kind, **distill_settings(cfg, extra.pop("init", "skip")),
+            "grad_accum": cfg.grad_accum, **extra}
+
+
+def checkpoint_for(path: Path, fingerprint: dict[str, Any]) -> Path:
+    """`path`, after discarding a *finished* checkpoint of other settings found there.
+
+    A finished run's checkpoint is only a shortcut (its model was saved): when the settings
+    change it is removed so the new run can start. An unfinished one is left to `train_loop`,
+    which refuses it and names the settings that differ: that work may still be wanted.
+    """
+    from .checkpoint import discard_finished
+
+    if dist_info()[0] == 0 and discard_finished(path, fingerprint):
+        print(f"[checkpoint] {path.name}: a finished run with other settings; starting anew",
+              flush=True)
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    return path
