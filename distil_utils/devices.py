@@ -5,7 +5,7 @@ their rendezvous sets RANK/WORLD_SIZE/LOCAL_RANK). `accelerate.PartialState` ini
 process group (NCCL on GPUs, gloo on CPUs) with our timeout, and pins each process to GPU
 LOCAL_RANK; an `Accelerator` per training loop wraps the model in DDP with that device,
 autocasts (bf16, or fp16 with its GradScaler) and unscales before clipping. The data order,
-the per-step seeds and the checkpoints stay ours (`distill.train_loop`): accelerate's data
+the per-step seeds and the checkpoints stay ours (`training.train_loop`): accelerate's data
 loader and scheduler wrappers are not used, because resuming must be exact.
 """
 

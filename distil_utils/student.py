@@ -236,7 +236,7 @@ def save_model(model: torch.nn.Module, tokenizer: Any, path: str | Path,
 
     `stamp` (`artefacts.make_stamp`, plus `stamp_extra` such as a report) is written inside,
     so the settings a model was made from arrive with it in the same rename. The config
-    records the tokenizer's vocabulary digest, which `distill.check_vocab` compares.
+    records the tokenizer's vocabulary digest, which `teacher.check_vocab` compares.
     """
     import shutil
 

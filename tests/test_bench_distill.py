@@ -20,10 +20,10 @@ from distil_utils.student import random_student, student_from_teacher
 from distil_utils.tools.bench_distill import (
     LOSS_RTOL,
     compare_losses,
-    main,
     rss_mb,
     time_steps,
 )
+from distil_utils.tools.bench_distill_cli import main
 from distil_utils.tools.reference_distiller import reference_loss
 from distil_utils.training import train_loop
 
