@@ -10,9 +10,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .config import Config
 from .distill import evaluate_mlm, run_distillation
 
+NO_DISTILLATION = "no distillation (layer-skipped init only)"
 # row name -> (config changes, initialisation)
 ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
     "triple loss": ({}, "skip"),
@@ -20,7 +23,7 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
     "without L_mlm": ({"alpha_mlm": 0.0}, "skip"),
     "without L_ce": ({"alpha_ce": 0.0}, "skip"),
     "triple loss, random init": ({}, "random"),
-    "no distillation (layer-skipped init only)": ({"max_steps": 0}, "skip"),
+    NO_DISTILLATION: ({"max_steps": 0}, "skip"),
 }
 
 
@@ -65,34 +68,45 @@ def run_ablations(cfg: Config, teacher: Any, tokenizer: Any, train_seqs: Any, he
     return out
 
 
-def ablation_sst2(cfg: Config, student_path: str, student_glue: dict | None = None,
-                  tokenizer: Any = None) -> tuple[dict[str, float], list[str]]:
-    """SST-2 dev accuracy of every ablation row's student, all fine-tuned alike.
+def ablation_sst2(cfg: Config, student_path: str, tokenizer: Any = None
+                  ) -> tuple[dict[str, float], dict[str, dict[str, Any]], list[str]]:
+    """SST-2 dev accuracy of the ablation rows' students, all fine-tuned alike, and each
+    row's difference from the triple loss with its paired 95% interval.
 
-    The rows use the profile's general fine-tuning settings (`ft_max_train`, `ft_epochs`),
-    not the per-task `ft_task_overrides` of the headline table: on the cpu profile six
-    full-train SST-2 runs would not fit the time budget. The triple-loss row reuses the
-    student's GLUE run when that run had exactly these settings. Returns the accuracies and
-    the rows whose student is missing or stale (notebook 03 not run with its ablations under
-    these settings).
+    `cfg.ft_ablation_rows` chooses the rows (None: all) and `cfg.ft_ablation_full` the
+    budget: the headline SST-2 settings (`ft_task_overrides["sst2"]`, e.g. the full train
+    set) or the general caps (`ft_max_train`, `ft_epochs`). The triple-loss row is the main
+    student, so at the headline budget its run is the GLUE table's own, found again rather
+    than trained twice (`ft_runs`). A difference is "resolvable" when its interval, from
+    resampling the 872 dev sentences with both rows' predictions paired, excludes 0.
+    Returns (accuracy per row, {row: delta, interval, resolvable}, rows whose student is
+    missing or stale: notebook 03 not run with its ablations under these settings).
     """
     from .artefacts import is_current, student_stamp
-    from .finetune import finetune_glue
+    from .finetune import glue_run
+    from .intervals import difference_interval
+    from .metrics import accuracy
 
-    row_cfg = dataclasses.replace(cfg, ft_task_overrides={})
-    reusable = student_glue is not None and "sst2" not in cfg.ft_task_overrides \
-        and "sst2" in student_glue.get("runs", {})
-    scores: dict[str, float] = {}
+    row_cfg = cfg if cfg.ft_ablation_full else dataclasses.replace(cfg, ft_task_overrides={})
+    runs: dict[str, dict[str, Any]] = {}
     missing: list[str] = []
-    for row in ABLATIONS:
+    for row in cfg.ft_ablation_rows or list(ABLATIONS):
         path = Path(student_path) if row == "triple loss" else cfg.out / slug(row)
-        if row == "triple loss" and reusable:
-            # the same model, data and first seed as the GLUE run: reuse its number
-            scores[row] = student_glue["runs"]["sst2"][0]["accuracy"]
-        elif is_current(path, row_stamp(cfg, row) if row != "triple loss"
-                        else student_stamp(cfg)):
-            scores[row] = finetune_glue(str(path), "sst2", row_cfg, cfg.ft_seeds[0],
-                                        tokenizer=tokenizer)["accuracy"]
+        stamp = student_stamp(cfg) if row == "triple loss" else row_stamp(cfg, row)
+        if is_current(path, stamp):
+            runs[row] = glue_run(str(path), "sst2", row_cfg, cfg.ft_seeds[0],
+                                 tokenizer=tokenizer)
         else:  # never distilled, or distilled under other settings than this profile's
             missing.append(row)
-    return scores, missing
+    scores = {row: run["metrics"]["accuracy"] for row, run in runs.items()}
+    deltas: dict[str, dict[str, Any]] = {}
+    if "triple loss" in runs:
+        base = runs["triple loss"]["dev"]["validation"]
+        labels = np.asarray(base["labels"])
+        for row, run in runs.items():
+            preds = np.asarray(run["dev"]["validation"]["predictions"])
+            low, high = difference_interval(accuracy, preds, np.asarray(base["predictions"]),
+                                            labels, seed=cfg.seed)
+            deltas[row] = {"delta": scores[row] - scores["triple loss"],
+                           "interval": [low, high], "resolvable": not low <= 0 <= high}
+    return scores, deltas, missing

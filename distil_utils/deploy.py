@@ -2,45 +2,49 @@
 
 The paper ran DistilBERT on a phone (71% faster than BERT-base, 207 MB). The CPU analogue:
 the fine-tuned student with its linear layers dynamically quantised to int8 (torch), and the
-student exported to ONNX and run by onnxruntime (fp32, plus onnxruntime's own int8). Each
+student exported to ONNX and run by onnxruntime (fp32, plus onnxruntime's own int8; the
+export is `onnx_deploy`). Each
 variant is scored on the task's dev set and timed at batch size 1 with the same interleaved
-protocol as `bench.time_dataset_pass`, against the fp32 teacher.
+protocol as `speed.time_dataset_pass`, against the fp32 teacher.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
 import warnings
 from collections.abc import Callable, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from .analysis import count_parameters
 from .config import Config
+from .glue_tasks import TEXT_COLUMNS, TEXT_KEYS, dev_split
 from .hub import load_split, load_tokenizer
 from .intervals import difference_interval, paired_ratio
-from .results_io import write_result
-from .speed import (
-    DEV_SPLIT,
-    PAIR_KEYS,
-    _bar,
-    _encode,
-    _select,
+from .metrics import accuracy
+from .model_inputs import (
     accepted_inputs,
-    count_parameters,
+    encode_batch,
+    has_classifier_head,
     model_size,
+    progress_bar,
+    select_inputs,
     task_texts,
-    time_dataset_pass,
 )
-
-DEPLOY_EXTRA = "pip install -e .[deploy]"
-# Text columns tried, in order, when a data set is given without its task name.
-TEXT_COLUMNS = (("sentence1", "sentence2"), ("question1", "question2"), ("premise", "hypothesis"),
-                ("question", "sentence"), ("sentence", None), ("text", None))
+from .onnx_deploy import OnnxClassifier, export_onnx, onnx_size_mb, quantize_onnx
+from .results_files import (
+    DEPLOY,
+    DEPLOY_ONNX,
+    DEPLOY_ONNX_INT8,
+    DEPLOY_ONNX_TEACHER,
+    DEPLOY_STUDENT,
+    DEPLOY_TEACHER,
+    DEPLOY_TORCH_INT8,
+)
+from .speed import time_dataset_pass
 
 
 # ------------------------------------------------------------------------------ int8
@@ -64,167 +68,6 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
         return quantize_dynamic(copy.deepcopy(model).eval(), {torch.nn.Linear},
                                 dtype=torch.qint8)
-
-
-# ------------------------------------------------------------------------------ ONNX
-def _need_onnx() -> Any:
-    """onnxruntime, or an ImportError naming the install command."""
-    try:
-        import onnx  # noqa: F401  (the exporter needs it)
-        import onnxruntime
-        import onnxscript  # noqa: F401
-    except ImportError as err:
-        raise ImportError(f"ONNX export and inference need onnx, onnxscript and onnxruntime "
-                          f"({err.name} is missing): {DEPLOY_EXTRA}") from err
-    return onnxruntime
-
-
-@contextmanager
-def _quiet_exporter():
-    """The exporter logs a warning per missing torchvision op and several user warnings."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
-
-
-def _example_inputs(model: torch.nn.Module, tokenizer: Any) -> dict[str, torch.Tensor]:
-    """Two padded sentence pairs: batch 2 and a length > 2 keep both axes symbolic."""
-    enc = tokenizer(["a short example.", "a second, somewhat longer example sentence here."],
-                    ["with a pair.", "and its partner."], padding=True, return_tensors="pt")
-    keys = accepted_inputs(model)
-    return {k: v for k, v in enc.items() if k in keys}
-
-
-def export_onnx(model: torch.nn.Module, tokenizer: Any, path: str | Path, *,
-                save_tokenizer: bool = True, atol: float = 1e-4) -> Path:
-    """Export a sequence classifier to ONNX with dynamic batch and sequence axes; checked.
-
-    The inputs are the tokenizer outputs the model takes (DistilBERT: no token_type_ids), the
-    output is `logits`. The export is run once by onnxruntime and compared with torch (max
-    |diff| <= `atol`), so a silently wrong graph is an error here, not a bad accuracy later.
-    The tokenizer is saved beside the file, so `OnnxClassifier(path)` is self-contained.
-    """
-    _need_onnx()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval()
-    example = _example_inputs(model, tokenizer)
-    batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
-    with _quiet_exporter():
-        torch.onnx.export(model, (), str(path), kwargs=example, input_names=list(example),
-                          output_names=["logits"], dynamo=True, verbose=False,
-                          dynamic_shapes={k: {0: batch, 1: seq} for k in example})
-    if save_tokenizer:
-        tokenizer.save_pretrained(path.parent)
-    _check_export(model, OnnxClassifier(path, tokenizer=tokenizer), example, atol)
-    return path
-
-
-def _check_export(model: torch.nn.Module, onnx: OnnxClassifier,
-                  example: dict[str, torch.Tensor], atol: float) -> None:
-    with torch.inference_mode():
-        ref = model(**example).logits
-    diff = (onnx(**example).logits - ref).abs().max().item()
-    if diff > atol:
-        raise RuntimeError(f"the ONNX export of {type(model).__name__} differs from torch by "
-                           f"{diff:.2e} (> {atol:.0e}) on its example batch: do not deploy it")
-
-
-def quantize_onnx(path: str | Path, out: str | Path, *, pre_process: bool = True,
-                  per_channel: bool = True) -> Path:
-    """onnxruntime's dynamic int8 quantisation of an exported model (weights of MatMul/Gemm).
-
-    As onnxruntime recommends: `quant_pre_process` first (shape inference and graph fusion,
-    so whole attention and GELU blocks are quantised as units), then one scale per output
-    channel instead of one per weight matrix, which keeps the rows of small magnitude that a
-    shared scale rounds away. Either step can be switched off to measure what it is worth.
-    """
-    _need_onnx()
-    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
-
-    out = Path(out)
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # its "consider pre-processing" advice goes to the root logger
-    try:
-        with _quiet_exporter():
-            source = Path(path)
-            if pre_process:
-                import onnx
-
-                # one file first: the exporter keeps weights in a side file that the
-                # pre-processor's temporary copies lose (models < 2 GB, as BERT-base is). The
-                # symbolic shape pass cannot follow the dynamo export's shapes; onnx's own
-                # shape inference and onnxruntime's fusions still run.
-                single = out.with_name(out.stem + "-single.onnx")
-                onnx.save_model(onnx.load(str(path)), str(single), save_as_external_data=False)
-                source = out.with_name(out.stem + "-preprocessed.onnx")
-                quant_pre_process(str(single), str(source), skip_symbolic_shape=True)
-                single.unlink()
-            quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8,
-                             per_channel=per_channel)
-            if pre_process:
-                source.unlink(missing_ok=True)
-    finally:
-        root.setLevel(level)
-    return out
-
-
-def onnx_size_mb(path: str | Path) -> float:
-    """Size of an ONNX model with its external weights (the exporter may write `NAME.data`)."""
-    path = Path(path)
-    files = {path, path.with_name(path.name + ".data"), path.with_suffix(".data")}
-    return sum(f.stat().st_size for f in files if f.exists()) / 1e6
-
-
-class _Out:
-    """The `.logits` attribute that callers of a transformers model expect."""
-
-    def __init__(self, logits: torch.Tensor) -> None:
-        self.logits = logits
-
-
-class OnnxClassifier:
-    """An exported classifier run by onnxruntime, called like a transformers model:
-    `m(input_ids=..., attention_mask=...).logits`, or `m.predict(texts)` with its tokenizer.
-
-    `threads` defaults to torch's thread count, so a timing against torch is like for like.
-    """
-
-    def __init__(self, path: str | Path, tokenizer: Any = None, threads: int | None = None):
-        ort = _need_onnx()
-        self.path = Path(path)
-        if not self.path.exists():
-            raise FileNotFoundError(f"no ONNX model at {self.path}: run export_onnx first")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or torch.get_num_threads()
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.path), opts,
-                                            providers=["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.tokenizer = tokenizer
-
-    def __call__(self, **inputs: Any) -> _Out:
-        feed = {k: np.asarray(v.numpy() if isinstance(v, torch.Tensor) else v, dtype=np.int64)
-                for k, v in inputs.items() if k in self.input_names}
-        missing = set(self.input_names) - set(feed)
-        if missing:
-            raise ValueError(f"ONNX model {self.path.name} needs inputs {sorted(missing)}")
-        return _Out(torch.from_numpy(self.session.run(["logits"], feed)[0]))
-
-    forward = __call__
-
-    def predict(self, texts: list, max_length: int = 512) -> np.ndarray:
-        """Logits for strings or (a, b) pairs, tokenised with the tokenizer saved beside."""
-        if self.tokenizer is None:
-            self.tokenizer = load_tokenizer(str(self.path.parent))
-        return self(**_encode(self.tokenizer, texts, max_length)).logits.numpy()
 
 
 # ------------------------------------------------------------------------------ accuracy
@@ -257,11 +100,11 @@ def predictions(predict_fn: Callable[..., Any], tokenizer: Any, dataset: Any,
     keys = accepted_inputs(predict_fn)
     first, second = list(dataset[a]), (list(dataset[b]) if b else None)
     preds = []
-    for i in _bar(range(0, len(first), batch_size), "predicting", progress):
+    for i in progress_bar(range(0, len(first), batch_size), "predicting", progress):
         texts = (list(zip(first[i:i + batch_size], second[i:i + batch_size], strict=True))
                  if second is not None else first[i:i + batch_size])
-        enc = _encode(tokenizer, texts, max_length)
-        preds.append(_logits(predict_fn(**_select(enc, keys))).argmax(-1))
+        enc = encode_batch(tokenizer, texts, max_length)
+        preds.append(_logits(predict_fn(**select_inputs(enc, keys))).argmax(-1))
     return np.concatenate(preds) if preds else np.zeros(0, dtype=int)
 
 
@@ -275,16 +118,14 @@ def classification_accuracy(predict_fn: Callable[..., Any], tokenizer: Any, data
         raise ValueError(f"labels are {labels.dtype}, not class ids: accuracy needs a "
                          "classification task (STS-B is a regression; use sst2, mrpc, ...)")
     preds = predictions(predict_fn, tokenizer, dataset, batch_size)
-    return 100.0 * float(np.mean(preds == labels))
+    return accuracy(preds, labels)
 
 
 # ------------------------------------------------------------------------------ report
 def _load_classifier(path: str, role: str) -> torch.nn.Module:
     from transformers import AutoModelForSequenceClassification
 
-    from .speed import _has_classifier_head
-
-    if not _has_classifier_head(str(path)):
+    if not has_classifier_head(str(path)):
         raise ValueError(f"the {role} at {path} is not a fine-tuned sequence classifier (no "
                          "*ForSequenceClassification architecture in its config): fine-tune it "
                          "first (notebook 04, or finetune.finetune_glue(..., output_dir=...))")
@@ -296,9 +137,9 @@ def _check_task(task: Any) -> None:
         raise TypeError(f"task must be a task name such as 'sst2', got {type(task).__name__}. "
                         "The signature is deploy_report(student_dir, teacher_dir, cfg, task, "
                         "tokenizer=...)")
-    if task not in PAIR_KEYS or task == "stsb":
+    if task not in TEXT_KEYS or task == "stsb":
         raise ValueError(f"deploy_report scores accuracy: choose a classification task among "
-                         f"{sorted(set(PAIR_KEYS) - {'stsb'})}, not {task!r}")
+                         f"{sorted(set(TEXT_KEYS) - {'stsb'})}, not {task!r}")
 
 
 def _check_pair(student: torch.nn.Module, teacher: torch.nn.Module) -> None:
@@ -313,8 +154,8 @@ def _check_pair(student: torch.nn.Module, teacher: torch.nn.Module) -> None:
 def _variants(student: torch.nn.Module, teacher: torch.nn.Module, tokenizer: Any,
               work: Path) -> tuple[dict[str, Any], dict[str, dict], dict[str, str]]:
     """Every deployable form of the student, the fp32 teacher first (the timing reference)."""
-    models: dict[str, Any] = {"teacher fp32": teacher, "student fp32": student,
-                              "student int8 (torch)": quantize_int8(student)}
+    models: dict[str, Any] = {DEPLOY_TEACHER: teacher, DEPLOY_STUDENT: student,
+                              DEPLOY_TORCH_INT8: quantize_int8(student)}
     sizes = {k: model_size(m) for k, m in models.items()}
     errors: dict[str, str] = {}
     try:
@@ -322,18 +163,18 @@ def _variants(student: torch.nn.Module, teacher: torch.nn.Module, tokenizer: Any
     except ImportError as err:
         errors["onnx"] = str(err)
         return models, sizes, errors
-    models["student ONNX fp32"] = OnnxClassifier(path, tokenizer)
-    sizes["student ONNX fp32"] = {"disk_mb": onnx_size_mb(path), "format": "onnx"}
+    models[DEPLOY_ONNX] = OnnxClassifier(path, tokenizer)
+    sizes[DEPLOY_ONNX] = {"disk_mb": onnx_size_mb(path), "format": "onnx"}
     try:  # the teacher under ONNX Runtime too: the speed-up with less Python per call
         t_path = export_onnx(teacher, tokenizer, work / "teacher.onnx", save_tokenizer=False)
-        models["teacher ONNX fp32"] = OnnxClassifier(t_path, tokenizer)
-        sizes["teacher ONNX fp32"] = {"disk_mb": onnx_size_mb(t_path), "format": "onnx"}
+        models[DEPLOY_ONNX_TEACHER] = OnnxClassifier(t_path, tokenizer)
+        sizes[DEPLOY_ONNX_TEACHER] = {"disk_mb": onnx_size_mb(t_path), "format": "onnx"}
     except Exception as err:  # an optional extra row: record why it is missing, keep the rest
         errors["onnx_teacher"] = f"{type(err).__name__}: {err}"
     try:
         q = quantize_onnx(path, work / "student-int8.onnx")
-        models["student ONNX int8"] = OnnxClassifier(q, tokenizer)
-        sizes["student ONNX int8"] = {"disk_mb": onnx_size_mb(q), "format": "onnx int8"}
+        models[DEPLOY_ONNX_INT8] = OnnxClassifier(q, tokenizer)
+        sizes[DEPLOY_ONNX_INT8] = {"disk_mb": onnx_size_mb(q), "format": "onnx int8"}
     except Exception as err:  # an optional extra row: record why it is missing, keep the rest
         errors["onnx_int8"] = f"{type(err).__name__}: {err}"
     return models, sizes, errors
@@ -358,7 +199,7 @@ def deploy_report(fp32_student_cls_dir: str | Path, teacher_cls_dir: str | Path,
     tok = tokenizer if tokenizer is not None else load_tokenizer(str(fp32_student_cls_dir))
     out = Path(out_dir) if out_dir is not None else cfg.out
     models, sizes, errors = _variants(student, teacher, tok, out / "deploy")
-    dev = load_split(f"glue/{task}", DEV_SPLIT.get(task, "validation"), cfg.data_dir)
+    dev = load_split(f"glue/{task}", dev_split(task), cfg.data_dir)
     if cfg.ft_max_eval is not None:
         dev = dev.select(range(min(len(dev), cfg.ft_max_eval)))
     preds = {k: predictions(m, tok, dev) for k, m in models.items()}
@@ -368,40 +209,34 @@ def deploy_report(fp32_student_cls_dir: str | Path, teacher_cls_dir: str | Path,
                                repeats=cfg.bench_repeats, warmup=min(10, len(texts)))
     rows = {k: _row(k, preds, labels, timing, sizes) for k in models}
     for k, row in rows.items():  # points lost against the fp32 student, paired on dev examples
-        row["accuracy_drop"] = rows["student fp32"]["accuracy"] - row["accuracy"]
+        row["accuracy_drop"] = rows[DEPLOY_STUDENT]["accuracy"] - row["accuracy"]
         row["accuracy_drop_interval"] = list(difference_interval(
-            _accuracy, preds["student fp32"], preds[k], labels, seed=cfg.seed))
+            accuracy, preds[DEPLOY_STUDENT], preds[k], labels, seed=cfg.seed))
     onnx_speedup = None
-    if {"teacher ONNX fp32", "student ONNX fp32"} <= set(models):
+    if {DEPLOY_ONNX_TEACHER, DEPLOY_ONNX} <= set(models):
         t = timing["models"]
-        onnx_speedup = paired_ratio(t["teacher ONNX fp32"]["times"],
-                                    t["student ONNX fp32"]["times"])
-    report = {"task": task, "split": DEV_SPLIT.get(task, "validation"),
+        onnx_speedup = paired_ratio(t[DEPLOY_ONNX_TEACHER]["times"],
+                                    t[DEPLOY_ONNX]["times"])
+    report = {"task": task, "split": dev_split(task),
               "examples_accuracy": len(labels), "examples_timing": len(texts),
-              "reference": "teacher fp32", "threads": timing["threads"], "models": rows,
+              "reference": DEPLOY_TEACHER, "threads": timing["threads"], "models": rows,
               "onnx_error": errors.get("onnx"), "onnx_int8_error": errors.get("onnx_int8"),
               "onnx_teacher_error": errors.get("onnx_teacher"),
               "onnx_fp32_speedup": onnx_speedup,
               "timing": timing, "student": str(fp32_student_cls_dir),
               "teacher": str(teacher_cls_dir)}
-    report["path"] = str(write_result(out / "deploy.json", report, cfg,
-                                      student=str(fp32_student_cls_dir),
+    report["path"] = str(DEPLOY.write(report, cfg, out=out, student=str(fp32_student_cls_dir),
                                       teacher=str(teacher_cls_dir)))
     if verbose:
         print(format_deploy(report))
     return report
 
 
-def _accuracy(preds: np.ndarray, labels: np.ndarray) -> float:
-    return 100.0 * float(np.mean(preds == labels))
-
-
 def _row(name: str, preds: Mapping[str, np.ndarray], labels: np.ndarray, timing: dict,
          sizes: Mapping[str, dict]) -> dict[str, Any]:
-    t, ref = timing["models"][name], sizes["teacher fp32"]["disk_mb"]
-    return {"accuracy": 100.0 * float(np.mean(preds[name] == labels)),
-            "agreement_with_student_fp32": 100.0 * float(np.mean(preds[name] ==
-                                                                 preds["student fp32"])),
+    t, ref = timing["models"][name], sizes[DEPLOY_TEACHER]["disk_mb"]
+    return {"accuracy": accuracy(preds[name], labels),
+            "agreement_with_student_fp32": accuracy(preds[name], preds[DEPLOY_STUDENT]),
             "seconds": t["seconds_median"], "seconds_min": t["seconds_min"],
             "seconds_max": t["seconds_max"], "time_per_example_ms": t["time_per_example_ms"],
             "time_ratio_vs_teacher":

@@ -2,12 +2,14 @@
 compare with them, bars from zero, layers numbered from 0 as `student_layers` numbers them.
 
 Each function takes the numbers a notebook computed (or read from a results file) and
-returns a matplotlib figure; the notebook saves it with `notebook.save_figure` and shows it.
+returns a matplotlib figure; `save` is the one saver (PNG and SVG), which the notebooks
+reach through `notebook.save_figure` and `speed.run_bench` calls for its own plots.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -23,6 +25,16 @@ LOSS_NAMES = {"loss": ("total (weighted sum)", "loss"),
               "ce": ("$L_{ce}$: KL(teacher ‖ student) × T²", "nats per token"),
               "mlm": ("$L_{mlm}$: masked-LM cross-entropy", "nats per masked token"),
               "cos": ("$L_{cos}$: 1 − cos(h_s, h_t)", "1 − cosine")}
+
+
+def save(fig: Any, folder: str | Path, name: str) -> list[Path]:
+    """Save a matplotlib figure as `folder/name.png` and `folder/name.svg`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{name}.png", folder / f"{name}.svg"]
+    for p in paths:
+        fig.savefig(p, bbox_inches="tight", dpi=120 if p.suffix == ".png" else None)
+    return paths
 
 
 def layer_labels(n_hidden_states: int) -> list[str]:
@@ -244,5 +256,47 @@ def grid_figure(grid: Sequence[Mapping[str, Any]]) -> Any:
     ax.set_ylim(bottom=0)
     ax.set_title("CPU latency over batch size and sequence length")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def latency_grid_figure(rows: Sequence[Mapping[str, Any]]) -> Any:
+    """Latency vs batch size and vs sequence length (log-log), one line per model and size."""
+    import pandas as pd
+    import seaborn as sns
+    from matplotlib.ticker import ScalarFormatter
+
+    if not rows:
+        raise ValueError("no latency-grid rows to plot (was the grid switched off?)")
+    df = pd.DataFrame(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    sns.lineplot(data=df, x="batch_size", y="latency_ms", hue="model", style="seq_len",
+                 marker="o", ax=axes[0])
+    sns.lineplot(data=df, x="seq_len", y="latency_ms", hue="model", style="batch_size",
+                 marker="o", ax=axes[1])
+    for ax, col, x in zip(axes, ("batch_size", "seq_len"), ("batch size", "sequence length"),
+                          strict=True):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(sorted(df[col].unique()))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.set_xlabel(x)
+        ax.set_ylabel("latency (ms)")
+        ax.legend(fontsize="small", framealpha=0.6)
+    axes[0].set_title("latency vs batch size")
+    axes[1].set_title("latency vs sequence length")
+    fig.tight_layout()
+    return fig
+
+
+def passes_figure(res: Mapping[str, Any]) -> Any:
+    """Every timed dev-set pass per model, with and without tokenisation."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=False)
+    for ax, key in zip(axes, ("without_tokenization", "with_tokenization"), strict=True):
+        models = res["passes"][key]["models"]
+        ax.boxplot([models[m]["times"] for m in models], tick_labels=list(models))
+        ax.set_title(key.replace("_", " "))
+        ax.set_ylabel("seconds per pass")
+    fig.suptitle(f"{res['task']} dev, batch 1, {res['examples']} examples")
     fig.tight_layout()
     return fig

@@ -25,9 +25,11 @@ from .artefacts import (
 )
 from .results_io import provenance, read_json, write_json
 
-# settings a fine-tuning run reads, by prefix; the seeds are the run's own argument
+# settings a fine-tuning run reads, by prefix; the seeds are the run's own argument, and
+# ft_ablation_* choose which runs the ablation table makes, not how one run trains
 FT_PREFIXES = ("ft_", "imdb_", "squad_")
-NOT_FT_SETTINGS = NOT_RUN_SETTINGS | {"ft_seeds", "ft_task_overrides", "ft_checkpoint_every"}
+NOT_FT_SETTINGS = NOT_RUN_SETTINGS | {"ft_seeds", "ft_task_overrides", "ft_checkpoint_every",
+                                      "ft_ablation_rows", "ft_ablation_full"}
 
 
 def run_stamp(model_path: str | Path, what: str, cfg: Any, seed: int,

@@ -2,9 +2,11 @@
 
 `evaluate.load("glue", task)` fetches its metric script from the Hub at run time and fails
 offline, so the metrics live here as plain functions (checked against scikit-learn, SciPy and
-hand-worked SQuAD cases in the tests) and are also served to `evaluate` as local metric
-modules (`load_metric`): `evaluate.load(DIRECTORY)` reads a module from a path without the Hub.
-Scores are in percent, as the paper's tables print them.
+hand-worked SQuAD cases in the tests) and served to `evaluate` as local metric modules
+(`load_metric`): `evaluate.load(DIRECTORY)` reads a module from a path without the Hub.
+Fine-tuning scores its dev sets through those modules; the modules call these functions, so
+there is one implementation, and the bootstrap intervals (thousands of resamples) call the
+functions directly. Scores are in percent, as the paper's tables print them.
 """
 
 from __future__ import annotations
@@ -38,13 +40,19 @@ def _check_glue_task(task: str) -> None:
                          "(Hub names: 'sst2', not 'SST-2' or 'sst-2')")
 
 
+def accuracy(predictions: Sequence, references: Sequence) -> float:
+    """Percent of predictions equal to their reference: cheap enough for a bootstrap's
+    thousands of resamples (`intervals`)."""
+    return 100.0 * float(np.mean(np.asarray(predictions) == np.asarray(references)))
+
+
 def glue_metrics(task: str, predictions: Sequence, references: Sequence) -> dict[str, float]:
     """The GLUE metric(s) of `task` in percent: class ids for classification, floats for stsb.
 
     Percent, so that the numbers print beside the paper's Table 1 without conversion.
     """
     from scipy.stats import pearsonr, spearmanr
-    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+    from sklearn.metrics import f1_score, matthews_corrcoef
 
     _check_glue_task(task)
     preds, refs = np.asarray(predictions), np.asarray(references)
@@ -58,10 +66,10 @@ def glue_metrics(task: str, predictions: Sequence, references: Sequence) -> dict
                 "spearmanr": 100 * float(spearmanr(preds, refs)[0])}
     if task == "cola":
         return {"matthews_correlation": 100 * float(matthews_corrcoef(refs, preds))}
-    accuracy = {"accuracy": 100 * float(accuracy_score(refs, preds))}
+    acc = {"accuracy": accuracy(preds, refs)}
     if task in ("mrpc", "qqp"):  # F1 of the positive class (1 = paraphrase), as GLUE
-        return {"f1": 100 * float(f1_score(refs, preds)), **accuracy}
-    return accuracy
+        return {"f1": 100 * float(f1_score(refs, preds)), **acc}
+    return acc
 
 
 def task_score(task: str, metrics: dict[str, float]) -> float:
@@ -156,8 +164,8 @@ def squad_metrics(predictions: dict[str, str], references: list[dict]) -> dict[s
 def load_metric(name: str, task: str | None = None) -> Any:
     """`evaluate.load` of our local metric module ("glue" with a task, or "squad").
 
-    Gives notebooks the familiar `metric.compute(predictions=..., references=...)` interface
-    without the Hub: `evaluate.load` of a directory holding `<dir name>.py` never goes online.
+    Gives the familiar `metric.compute(predictions=..., references=...)` interface without
+    the Hub: `evaluate.load` of a directory holding `<dir name>.py` never goes online.
     """
     import evaluate
 

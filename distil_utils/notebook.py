@@ -79,12 +79,9 @@ def _plot_theme() -> None:
 
 def save_figure(fig: Any, cfg: Config, name: str) -> list[Path]:
     """Save a matplotlib figure as PNG and SVG under `results/<profile>/figures/`."""
-    out = cfg.out / "figures"
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{name}.png", out / f"{name}.svg"]
-    for p in paths:
-        fig.savefig(p, bbox_inches="tight", dpi=120 if p.suffix == ".png" else None)
-    return paths
+    from .figures import save
+
+    return save(fig, cfg.out / "figures", name)
 
 
 def batch_run() -> bool:

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .paper import TABLE1_GLUE, TABLE2_DOWNSTREAM, TABLE3_SPEED, TABLE4_ABLATION
+from .results_files import DEPLOY_STUDENT
 
 BERT = TABLE1_GLUE["BERT-base (paper)"]
 DISTIL = TABLE1_GLUE["DistilBERT (paper)"]
@@ -242,10 +243,10 @@ def speed_reading(speedup: float, params_ratio: float, threads: int, n: int) -> 
 
 
 def deploy_reading(rows: Mapping[str, Mapping[str, Any]]) -> str:
-    fp32 = rows.get("student fp32", {})
+    fp32 = rows.get(DEPLOY_STUDENT, {})
     parts = []
     for name, r in rows.items():
-        if name.startswith("student") and name != "student fp32":
+        if name.startswith("student") and name != DEPLOY_STUDENT:
             drop = fp32.get("accuracy", float("nan")) - r["accuracy"]
             parts.append(f"{name} is {r['speedup_vs_teacher']:.1f}× faster than the fp32 "
                          f"teacher and {'loses' if drop >= 0 else 'gains'} {abs(drop):.2f} "

@@ -1,10 +1,10 @@
 """Gather a profile's results files into the paper's tables, our rows beside the paper's.
 
-Each notebook writes one `NN_*.json` with a `metrics` block in a fixed shape:
-`04_glue.json` → `{"models": {name: {task: score, "score": macro}}, "ablation_sst2": {...}}`,
-`05_downstream.json` → `{"models": {name: {"imdb", "squad_em", "squad_f1"}}}`,
-`06_speed.json` → `{"models": {name: {"params_m", "disk_mb", "seconds", ...}}}`.
-The paper's rows come from `distil_utils.paper` and are labelled "(paper)".
+Every file is read through its declaration in `results_files` (name and keys, beside its
+one writer): `04_glue.json`'s "models" (per model its task scores and "score", the macro),
+`05_downstream.json`'s (IMDb, SQuAD EM / F1), `06_speed.json`'s (Table 3's columns),
+`deploy.json`'s int8 and ONNX rows, `glue_<model>.json`'s dev predictions, `03_distill.json`'s
+ablation rows. The paper's rows come from `distil_utils.paper` and are labelled "(paper)".
 """
 
 from __future__ import annotations
@@ -15,6 +15,14 @@ from typing import Any
 import pandas as pd
 
 from .paper import GLUE_COLUMNS, TABLE1_GLUE, TABLE2_DOWNSTREAM, TABLE3_SPEED, TABLE4_ABLATION
+from .results_files import (
+    DISTILL,
+    DOWNSTREAM,
+    GLUE,
+    GLUE_MODEL,
+    SPEED,
+    SUMMARY,
+)
 
 
 def collect(out_dir: str | Path) -> dict[str, dict[str, Any]]:
@@ -63,7 +71,7 @@ def _present(df: pd.DataFrame) -> pd.DataFrame:
 
 def glue_table(results: dict[str, Any]) -> pd.DataFrame:
     cols = list(GLUE_COLUMNS)
-    ours = results.get("04_glue", {}).get("models", {})
+    ours = GLUE.get(results, "models", {})
     if not ours:
         return pd.DataFrame()
     mine = _present(with_retention(ours, cols))
@@ -73,7 +81,7 @@ def glue_table(results: dict[str, Any]) -> pd.DataFrame:
 
 def downstream_table(results: dict[str, Any]) -> pd.DataFrame:
     cols = ["imdb", "squad_em", "squad_f1"]
-    ours = results.get("05_downstream", {}).get("models", {})
+    ours = DOWNSTREAM.get(results, "models", {})
     if not ours:
         return pd.DataFrame()
     return pd.concat([with_retention(ours, cols), _paper_rows(TABLE2_DOWNSTREAM, cols)],
@@ -81,7 +89,7 @@ def downstream_table(results: dict[str, Any]) -> pd.DataFrame:
 
 
 def speed_table(results: dict[str, Any]) -> pd.DataFrame:
-    ours = results.get("06_speed", {}).get("models", {})
+    ours = SPEED.get(results, "models", {})
     if not ours:
         return pd.DataFrame()
     cols = sorted({k for v in ours.values() for k in v})
@@ -92,16 +100,23 @@ def speed_table(results: dict[str, Any]) -> pd.DataFrame:
 
 
 def ablation_table(results: dict[str, Any]) -> pd.DataFrame:
-    rows = results.get("03_distill", {}).get("ablation", [])
+    rows = DISTILL.get(results, "ablation", [])
     if not rows:
         return pd.DataFrame()
-    sst2 = results.get("04_glue", {}).get("ablation_sst2", {})
+    sst2 = GLUE.get(results, "ablation_sst2", {})
+    deltas = GLUE.get(results, "ablation_sst2_delta", {})
     df = pd.DataFrame([{"row": r["row"], "held-out MLM acc": r["mlm_acc"],
                         "held-out MLM loss": r["mlm_loss"], "SST-2 dev acc": sst2.get(r["row"])}
                        for r in rows])
     base = df.loc[df.row == "triple loss", "SST-2 dev acc"]
     if len(base) and base.notna().all():
         df["Δ SST-2 vs triple loss"] = df["SST-2 dev acc"] - float(base.iloc[0])
+    if deltas:  # paired 95% intervals: is the difference larger than the dev set's noise?
+        ci = {r: d["interval"] for r, d in deltas.items() if r != "triple loss"}
+        df["Δ SST-2 95% low"], df["Δ SST-2 95% high"] = (
+            df.row.map(lambda r, i=i: ci[r][i] if r in ci else None) for i in (0, 1))
+        df["Δ resolvable"] = df.row.map(lambda r: ("yes" if deltas[r]["resolvable"] else
+                                                   "within noise") if r in ci else "")
     paper = {k.replace(" (paper)", ""): v for k, v in TABLE4_ABLATION.items()}
     df["Δ GLUE macro (paper)"] = df.row.map(paper)
     return df
@@ -115,8 +130,8 @@ def glue_intervals(results: dict[str, Any], teacher: str = "teacher",
     from .intervals import macro_retention_interval, metric_interval, retention_interval
     from .metrics import glue_metrics, task_score
 
-    t_dev = results.get(f"glue_{teacher}", {}).get("dev") or {}
-    s_dev = results.get(f"glue_{student}", {}).get("dev") or {}
+    t_dev = GLUE_MODEL.get(results, "dev", {}, name=teacher)
+    s_dev = GLUE_MODEL.get(results, "dev", {}, name=student)
     rows, macro = [], {}
     for task in [t for t in t_dev if t in s_dev and t != "mnli" and t_dev[t] and s_dev[t]]:
         split = next(iter(t_dev[task][0]))  # the task's one dev split
@@ -151,124 +166,13 @@ def glue_intervals(results: dict[str, Any], teacher: str = "teacher",
 
 
 def mlm_table(results: dict[str, Any]) -> pd.DataFrame:
-    return pd.DataFrame(results.get("03_distill", {}).get("held_out_mlm", []))
-
-
-# Each int8 variant of deploy.json: key -> (name in the targets, row in deploy.json).
-INT8_VARIANTS = {"torch_int8": ("int8 (torch)", "student int8 (torch)"),
-                 "onnx_int8": ("ONNX int8", "student ONNX int8")}
-# The suite's own targets (the CPU reproduction and speed issues): what is compared, and how.
-TARGETS = {
-    "student keeps >= 95% of the teacher's SST-2 dev accuracy": ("sst2_retention", ">=", 95.0),
-    "student keeps >= 90% of the teacher's GLUE macro score": ("macro_retention", ">=", 90.0),
-    "student beats every ablation row on SST-2 dev": ("sst2_margin_over_ablations", ">", 0.0),
-    "student beats every ablation row on held-out MLM accuracy":
-        ("mlm_margin_over_ablations", ">", 0.0),
-    "student >= 1.8x faster than the teacher (STS-B dev, batch 1, no tokenisation)":
-        ("speedup", ">=", 1.8),
-    "student >= 1.9x faster than the teacher (same protocol)": ("speedup", ">=", 1.9),
-    **{f"{name} student >= 3x faster than the fp32 teacher (SST-2 dev, batch 1)":
-       (f"{k}_speedup", ">=", 3.0) for k, (name, _) in INT8_VARIANTS.items()},
-    **{f"{name} student loses <= 1 point of SST-2 dev accuracy vs the fp32 student":
-       (f"{k}_accuracy_drop", "<=", 1.0) for k, (name, _) in INT8_VARIANTS.items()},
-}
-
-
-def _margin(rows: dict[str, float | None], ours: str = "triple loss") -> float | None:
-    """Our row minus the best other row (positive = ours beats every ablation)."""
-    others = [v for k, v in rows.items() if k != ours and v is not None]
-    if rows.get(ours) is None or not others:
-        return None
-    return float(rows[ours]) - max(others)
-
-
-def target_intervals(results: dict[str, Any]) -> dict[str, tuple[float, float]]:
-    """95% intervals of the targets' figures, where the results hold what they need."""
-    out: dict[str, tuple[float, float]] = {}
-    glue = glue_intervals(results)
-    if len(glue):
-        by_task = glue.set_index("task")
-        for key, row in (("sst2_retention", "sst2"), ("macro_retention", "macro (these tasks)")):
-            if row in by_task.index:
-                out[key] = (by_task.loc[row, "retention 95% low"],
-                            by_task.loc[row, "retention 95% high"])
-    speed = results.get("06_speed", {}).get("ratios", {})
-    if speed.get("speedup_paired_interval"):
-        out["speedup"] = tuple(speed["speedup_paired_interval"])
-    deploy = results.get("06_speed", {}).get("deploy", {}).get("models", {})
-    for key, (_, row) in INT8_VARIANTS.items():
-        if deploy.get(row, {}).get("accuracy_drop_interval"):
-            out[f"{key}_accuracy_drop"] = tuple(deploy[row]["accuracy_drop_interval"])
-    return out
-
-
-def target_measurements(results: dict[str, Any]) -> dict[str, float | None]:
-    """The figures the targets are judged on, from the results files (None = not run)."""
-    glue = results.get("04_glue", {}).get("models", {})
-    t, s = glue.get("teacher", {}), glue.get("student", {})
-
-    def ratio(key: str) -> float | None:
-        if t.get(key) in (None, 0) or s.get(key) is None:
-            return None
-        return 100.0 * s[key] / t[key]
-
-    mlm = {r["row"]: r.get("mlm_acc") for r in results.get("03_distill", {}).get("ablation", [])}
-    speed = results.get("06_speed", {})
-    deploy = speed.get("deploy", {}).get("models", {})
-    fp32 = deploy.get("student fp32", {})
-    int8: dict[str, float | None] = {}
-    for key, (_, row) in INT8_VARIANTS.items():
-        r = deploy.get(row, {})
-        int8[f"{key}_speedup"] = r.get("speedup_vs_teacher")
-        int8[f"{key}_accuracy_drop"] = (fp32["accuracy"] - r["accuracy"]
-                                        if "accuracy" in fp32 and "accuracy" in r else None)
-    return {
-        "sst2_retention": ratio("sst2"), "macro_retention": ratio("score"),
-        "sst2_margin_over_ablations": _margin(results.get("04_glue", {}).get("ablation_sst2",
-                                                                            {})),
-        "mlm_margin_over_ablations": _margin(mlm),
-        # the paired ratio (drift between rounds cancels) where its interval was measured
-        "speedup": speed.get("ratios", {}).get("speedup_paired")
-        if speed.get("ratios", {}).get("speedup_paired_interval")
-        else speed.get("ratios", {}).get("speedup"), **int8,
-    }
-
-
-def judge(value: float | None, op: str, bound: float,
-          interval: tuple[float, float] | None = None) -> str:
-    """"met" / "MISSED" / "within noise" (the 95% interval straddles the bound) / "not run".
-
-    Without an interval the point value decides; with one, only an interval wholly on one
-    side of the bound does.
-    """
-    ops = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b}
-    if value is None:
-        return "not run"
-    if interval is None or any(v != v for v in interval):  # NaN: too few data for one
-        return "met" if ops[op](value, bound) else "MISSED"
-    lo, hi = interval
-    good, bad = (lo, hi) if op in (">=", ">") else (hi, lo)
-    if ops[op](good, bound):
-        return "met"
-    if not ops[op](bad, bound):
-        return "MISSED"
-    return "within noise"
-
-
-def targets_table(results: dict[str, Any]) -> pd.DataFrame:
-    """Each target with the measured figure, its 95% interval where known, and the verdict."""
-    measured, intervals = target_measurements(results), target_intervals(results)
-    rows = []
-    for name, (key, op, bound) in TARGETS.items():
-        value, ci = measured.get(key), intervals.get(key)
-        rows.append({"target": name, "metric": key, "measured": value,
-                     "95% low": ci[0] if ci else None, "95% high": ci[1] if ci else None,
-                     "bound": f"{op} {bound:g}", "result": judge(value, op, bound, ci)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(DISTILL.get(results, "held_out_mlm", []))
 
 
 def summary_tables(results: dict[str, Any]) -> dict[str, pd.DataFrame]:
     """Every table of the summary notebook; empty frames where a notebook has not run."""
+    from .targets import targets_table  # it reads glue_intervals from here
+
     return {"targets": targets_table(results), "glue": glue_table(results),
             "glue intervals": glue_intervals(results),
             "downstream": downstream_table(results), "speed": speed_table(results),
@@ -288,10 +192,10 @@ def summary_markdown(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> s
 
 def write_summary(cfg: Any, tables: dict[str, pd.DataFrame]) -> str:
     """`summary.md` and `summary.json` in the profile's directory, atomically; the Markdown."""
-    from .results_io import atomic_write, provenance, write_result
+    from .results_io import atomic_write, provenance
 
     markdown = summary_markdown(tables, provenance(cfg, notebook="07_summary"))
     atomic_write(cfg.out / "summary.md", lambda p: p.write_text(markdown))
-    write_result(cfg.out / "summary.json", {k: v.to_dict("records") for k, v in tables.items()},
-                 cfg, notebook="07_summary")
+    SUMMARY.write({k: v.to_dict("records") for k, v in tables.items()}, cfg,
+                  notebook="07_summary")
     return markdown

@@ -163,6 +163,14 @@ def check_values(cfg: Any) -> None:
     if cfg.student_layers is not None and any(i < 0 for i in cfg.student_layers):
         raise SettingError(f"student_layers {cfg.student_layers} holds a negative index; "
                            "teacher layers count from 0")
+    if cfg.ft_ablation_rows is not None:
+        from .ablation import ABLATIONS  # the row names live beside the rows
+
+        unknown = [r for r in cfg.ft_ablation_rows if r not in ABLATIONS]
+        if unknown or "triple loss" not in cfg.ft_ablation_rows:
+            raise SettingError(f"ft_ablation_rows {cfg.ft_ablation_rows}: every name must "
+                               f"be one of {list(ABLATIONS)}, 'triple loss' (the reference of "
+                               "every difference) among them; None fine-tunes every row")
     if not cfg.ft_seeds:
         raise SettingError("ft_seeds is empty: give at least one seed, e.g. -p ft_seeds (42,)")
     if not cfg.corpus:

@@ -28,6 +28,8 @@ def test_profiles_resolve_and_overrides_apply(tmp_path):
     (dict(temperature=0), "temperature"), (dict(temperature=-1.0), "temperature"),
     (dict(alpha_mlm=-2.0), "alpha_mlm"), (dict(glue_tasks=("sst3",)), "sst3"),
     (dict(mlm_prob=1.5), "mlm_prob"), (dict(bogus_key=1), "bogus_key"),
+    (dict(ft_ablation_rows=("without L_ce",)), "ft_ablation_rows.*'triple loss'"),
+    (dict(ft_ablation_rows=("triple loss", "without L_kd")), "ft_ablation_rows"),
 ])
 def test_bad_settings_are_refused_with_the_name(kw, msg):
     with pytest.raises(ValueError, match=msg):
@@ -93,3 +95,17 @@ def test_command_line_none_reaches_the_setting_but_notebook_none_leaves_the_prof
 
     cli = config_from_cli("smoke", [["mlm_smoothing", "None"]], batch_size=None)
     assert cli.mlm_smoothing is None and cli.batch_size == get_config("smoke").batch_size
+
+
+def test_ablation_choices_change_no_model_or_fine_tuning_stamp():
+    """Which ablation rows are fine-tuned is not how any model is made: changing it must
+    leave the teacher, the students and every fine-tuning run current."""
+    from distil_utils.artefacts import student_stamp, teacher_stamp
+    from distil_utils.ft_runs import run_stamp
+
+    a = get_config("smoke")
+    b = get_config("smoke", ft_ablation_rows=("triple loss",), ft_ablation_full=False)
+    assert teacher_stamp(a) == teacher_stamp(b) and student_stamp(a) == student_stamp(b)
+    assert run_stamp("x", "sst2", a, 42) == run_stamp("x", "sst2", b, 42)
+    with pytest.raises(ValueError, match="ft_ablation_full"):
+        get_config("smoke", ft_task_overrides={"sst2": {"ft_ablation_full": False}})

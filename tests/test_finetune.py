@@ -10,17 +10,14 @@ import torch
 from conftest import make_tiny_bert
 
 from distil_utils.config import get_config
-from distil_utils.finetune import (
+from distil_utils.downstream import (
     QADistillTrainer,
-    downstream_table,
-    finetune_glue,
     finetune_imdb,
     finetune_squad,
-    glue_table,
     qa_kd_loss,
-    run_glue,
     stratified_holdout,
 )
+from distil_utils.finetune import finetune_glue, run_glue
 from distil_utils.squad import (
     article_split,
     postprocess,
@@ -51,7 +48,7 @@ def test_predictions_keep_dataset_order_with_length_grouping(models, tmp_path, d
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification
 
-    from distil_utils.finetune import _trainer, _training_args, predict_in_order
+    from distil_utils.finetune import make_trainer, predict_in_order, training_args
 
     cfg = _cfg(tmp_path, data_dir)
     assert cfg.ft_group_by_length
@@ -61,7 +58,7 @@ def test_predictions_keep_dataset_order_with_length_grouping(models, tmp_path, d
                                                                num_labels=2).eval()
     with torch.no_grad():  # a random tiny head barely tells inputs apart: magnify it
         model.classifier.weight.mul_(1000)
-    trainer = _trainer(model, tokenizer, _training_args(cfg, 0, str(tmp_path), 1.0), ds)
+    trainer = make_trainer(model, tokenizer, training_args(cfg, 0, str(tmp_path), 1.0), ds)
     got = predict_in_order(trainer, ds)
     with torch.no_grad():
         want = [model(**tokenizer(t, return_tensors="pt")).logits[0].numpy() for t in texts]
@@ -133,19 +130,6 @@ def test_run_glue_on_fixture_qqp_and_mnli_with_median_and_skips(models, tmp_path
     assert (cfg.out / "finetuned" / "student_qqp" / "config.json").exists()
 
 
-def test_glue_table_has_our_rows_retention_and_the_papers():
-    ours = {"teacher": {"sst2": 90.0, "stsb": 80.0, "score": 85.0},
-            "student": {"sst2": 81.0, "stsb": 80.0, "score": 80.5}}
-    t = glue_table(ours, "teacher", "student").set_index("model")
-    assert list(t.columns) == ["score", "sst2", "stsb", "score (our tasks)"]
-    ret = t.loc["retention % (student / teacher)"]
-    assert ret["sst2"] == pytest.approx(90.0) and ret["stsb"] == pytest.approx(100.0)
-    assert t.loc["DistilBERT (paper)", "sst2"] == 91.3
-    assert t.loc["DistilBERT (paper)", "score (our tasks)"] == pytest.approx((91.3 + 86.9) / 2)
-    with pytest.raises(KeyError, match="no row 'student'"):
-        glue_table({"teacher": ours["teacher"]}, "teacher", "student")
-
-
 # ------------------------------------------------------------------------------ IMDb
 def test_stratified_holdout_keeps_label_shares():
     import datasets
@@ -165,15 +149,6 @@ def test_imdb_holds_out_part_of_train_offline(models, tmp_path, data_dir):
     m = finetune_imdb(str(models / "student"), cfg, 0)
     assert m["n_test"] == 40 and m["n_train"] == 24 and "held out of train" in m["test_source"]
     assert 0 <= m["accuracy"] <= 100
-
-
-def test_downstream_table_accepts_finetune_outputs():
-    res = {"teacher": {"imdb": {"accuracy": 90.0}, "squad": {"exact_match": 50.0, "f1": 60.0}},
-           "student": {"imdb": 81.0, "squad_em": 40.0, "squad_f1": 54.0}}
-    t = downstream_table(res).set_index("model")
-    assert t.loc["retention % (student / teacher)", "imdb"] == pytest.approx(90.0)
-    assert t.loc["retention % (student / teacher)", "squad_f1"] == pytest.approx(90.0)
-    assert t.loc["DistilBERT (D) (paper)", "squad_em"] == 79.1
 
 
 # ----------------------------------------------------------------------------- SQuAD

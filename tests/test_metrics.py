@@ -138,3 +138,11 @@ def test_evaluate_loads_the_local_modules_offline():
         load_metric("glue")
     with pytest.raises(ValueError, match="unknown GLUE task 'sst-2'"):
         load_metric("glue", "sst-2")
+
+
+def test_accuracy_is_the_glue_accuracy_in_percent():
+    from distil_utils.metrics import accuracy
+
+    assert accuracy([1, 0, 1, 1], [1, 1, 1, 0]) == 50.0
+    assert accuracy(P, R) == glue_metrics("sst2", P, R)["accuracy"]
+    assert accuracy(P, R) == pytest.approx(100 * accuracy_score(R, P))

@@ -15,14 +15,11 @@ from transformers import AutoModelForSequenceClassification
 
 from distil_utils.config import get_config
 from distil_utils.deploy import classification_accuracy, predictions, quantize_int8
-from distil_utils.speed import (
-    encode_texts,
-    latency_grid,
-    main,
-    model_size,
-    time_dataset_pass,
-)
+from distil_utils.model_inputs import encode_texts, model_size
+from distil_utils.speed import time_dataset_pass
+from distil_utils.speed_grid import latency_grid
 from distil_utils.student import save_model, student_from_teacher
+from distil_utils.tools.speed_cli import main
 
 PAIRS = [("a man is playing a guitar.", "a person plays music."),
          ("the cat sleeps.", "a dog barks loudly at night."),
@@ -182,7 +179,7 @@ def test_classification_accuracy_scores_against_labels(pair, tokenizer):
 
 def test_onnx_export_matches_torch(pair, tokenizer, tmp_path):
     pytest.importorskip("onnxruntime", reason="pip install -e .[deploy]")
-    from distil_utils.deploy import OnnxClassifier, export_onnx
+    from distil_utils.onnx_deploy import OnnxClassifier, export_onnx
 
     _, models = pair
     teacher = models["teacher"]  # BERT: token_type_ids are an input too
@@ -198,7 +195,7 @@ def test_onnx_export_matches_torch(pair, tokenizer, tmp_path):
 
 
 def test_onnx_without_onnxruntime_names_the_fix(pair, tokenizer, tmp_path, monkeypatch):
-    from distil_utils.deploy import export_onnx
+    from distil_utils.onnx_deploy import export_onnx
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ImportError, match=r"pip install -e \.\[deploy\]"):

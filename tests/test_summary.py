@@ -44,11 +44,10 @@ def test_targets_are_judged_from_the_results_files(tmp_path):
         "models": {"teacher": {"sst2": 90.0, "score": 80.0},
                    "student": {"sst2": 86.0, "score": 70.0}},
         "ablation_sst2": {"triple loss": 86.0, "without L_ce": 86.5}}, cfg)
-    write_result(cfg.out / "06_speed.json", {
-        "ratios": {"speedup": 1.85},
-        "deploy": {"models": {"student fp32": {"accuracy": 86.0},
-                              "student int8 (torch)": {"accuracy": 85.5,
-                                                       "speedup_vs_teacher": 3.2}}}}, cfg)
+    write_result(cfg.out / "06_speed.json", {"ratios": {"speedup": 1.85}}, cfg)
+    write_result(cfg.out / "deploy.json", {
+        "models": {"student fp32": {"accuracy": 86.0},
+                   "student int8 (torch)": {"accuracy": 85.5, "speedup_vs_teacher": 3.2}}}, cfg)
     df = summary_tables(collect(cfg.out))["targets"].set_index("target")
     result = df["result"].to_dict()
     assert result["student keeps >= 95% of the teacher's SST-2 dev accuracy"] == "met"
@@ -66,7 +65,7 @@ def test_targets_are_judged_from_the_results_files(tmp_path):
 
 
 def test_targets_are_judged_on_their_intervals():
-    from distil_utils.summary import judge
+    from distil_utils.targets import judge
 
     assert judge(96.0, ">=", 95.0, (95.5, 96.5)) == "met"
     assert judge(96.0, ">=", 95.0, (94.0, 98.0)) == "within noise"
@@ -102,3 +101,47 @@ def test_glue_intervals_pair_teacher_and_student_on_the_same_dev_examples(tmp_pa
     assert row["dev examples"] == 400 and "macro (these tasks)" in df.index
     targets = tables["targets"].set_index("metric")
     assert targets.loc["sst2_retention", "95% low"] == pytest.approx(row["retention 95% low"])
+
+
+def test_each_results_file_has_one_declared_schema_that_writers_and_readers_share(tmp_path):
+    from distil_utils.results_files import FILES, GLUE, GLUE_MODEL
+
+    assert len({f.pattern for f in FILES}) == len(FILES)  # one declaration per file
+    cfg = get_config("smoke", results_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="missing keys"):
+        GLUE.write({"models": {}}, cfg)
+    with pytest.raises(ValueError, match="undeclared keys"):
+        GLUE.write({k: {} for k in (*GLUE.keys, "extra")}, cfg)
+    assert not (cfg.out / "04_glue.json").exists()
+    with pytest.raises(KeyError, match="declares no key"):
+        GLUE.get({}, "model")
+    path = GLUE.write({k: {} for k in GLUE.keys}, cfg, notebook="04_glue")
+    assert path == cfg.out / "04_glue.json"
+    assert collect(cfg.out)["04_glue"] == {k: {} for k in GLUE.keys}
+    assert GLUE_MODEL.stem(name="student") == "glue_student"
+    assert GLUE_MODEL.get({"glue_student": {"score": 50.0}}, "score", name="student") == 50.0
+
+
+def test_ablation_differences_carry_their_interval_and_verdict(tmp_path):
+    cfg = get_config("smoke", results_dir=str(tmp_path))
+    nodist = "no distillation (layer-skipped init only)"
+    write_result(cfg.out / "04_glue.json", {
+        "ablation_sst2": {"triple loss": 86.0, "without L_ce": 84.0, nodist: 85.5},
+        "ablation_sst2_delta": {
+            "triple loss": {"delta": 0.0, "interval": [0.0, 0.0], "resolvable": False},
+            "without L_ce": {"delta": -2.0, "interval": [-3.1, -0.9], "resolvable": True},
+            nodist: {"delta": -0.5, "interval": [-1.6, 0.7], "resolvable": False}}}, cfg)
+    write_result(cfg.out / "03_distill.json", {"ablation": [
+        {"row": r, "mlm_acc": 10.0, "mlm_loss": 5.0}
+        for r in ("triple loss", "without L_ce", nodist)]}, cfg)
+    tables = summary_tables(collect(cfg.out))
+    abl = tables["ablation"].set_index("row")
+    assert abl.loc["without L_ce", "Δ resolvable"] == "yes"
+    assert abl.loc[nodist, "Δ resolvable"] == "within noise"
+    assert abl.loc["without L_ce", "Δ SST-2 95% low"] == pytest.approx(-3.1)
+    targets = tables["targets"].set_index("metric")
+    gain = targets.loc["sst2_gain_over_undistilled"]
+    assert gain["measured"] == pytest.approx(0.5) and gain["result"] == "within noise"
+    assert (gain["95% low"], gain["95% high"]) == (pytest.approx(-0.7), pytest.approx(1.6))
+    margin = targets.loc["sst2_margin_over_ablations"]  # the best other row: undistilled
+    assert margin["measured"] == pytest.approx(0.5) and margin["result"] == "within noise"
