@@ -226,15 +226,10 @@ def glue_run(model_path: str, task: str, cfg: Config, seed: int,
         logits = predict_in_order(trainer, enc)
         preds = logits[:, 0] if regression else logits.argmax(-1)
         labels = list(ds["label"])
-        scored = task
-        if task == "mnli":
-            which = split.removeprefix("validation_")  # matched / mismatched
-            scored = f"mnli_{which}"
+        which = split.removeprefix("validation_")  # MNLI's two dev sets: matched, mismatched
+        scored = f"mnli_{which}" if task == "mnli" else task
         scores = load_metric("glue", scored).compute(predictions=preds, references=labels)
-        if task == "mnli":
-            out[f"accuracy_{which}"] = scores["accuracy"]
-        else:
-            out.update(scores)
+        out.update({f"accuracy_{which}": scores["accuracy"]} if task == "mnli" else scores)
         dev[split] = dev_record(scored, preds, labels, cfg.seed)
     return finish(trainer, tok, output_dir, cfg, rid, stamp, {"metrics": out, "dev": dev})
 
