@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from .config import Config
-from .distill import evaluate_mlm, run_distillation
+from .distill import run_distillation
+from .heldout import mlm_counts, paired_difference, summarise_mlm
 
 NO_DISTILLATION = "no distillation (layer-skipped init only)"
 # row name -> (config changes, initialisation)
@@ -47,12 +48,15 @@ def run_ablations(cfg: Config, teacher: Any, tokenizer: Any, train_seqs: Any, he
                   rows: list[str] | None = None, student_name: str = "student") -> list[dict]:
     """Run every ablation row (the "triple loss" row reuses the main student's directory).
 
-    Returns one record per row with its held-out masked-LM loss and accuracy; the students
-    are saved under `results/<profile>/<slug>` for the downstream (SST-2) comparison.
+    Returns one record per row with its held-out masked-LM loss and accuracy (with its 95%
+    interval) and, beside a "triple loss" row, the accuracy difference from it (`delta`) with
+    its paired interval (`delta_low`, `delta_high`: the same masked positions, resampled by
+    sequence) and whether that interval excludes 0 (`resolvable`). The students are saved
+    under `results/<profile>/<slug>` for the downstream (SST-2) comparison.
     """
     from .student import save_model, student_from_teacher
 
-    out = []
+    out, counts = [], {}
     for row in rows or list(ABLATIONS):
         changes, init = ABLATIONS[row]
         name = student_name if row == "triple loss" else slug(row)
@@ -62,9 +66,13 @@ def run_ablations(cfg: Config, teacher: Any, tokenizer: Any, train_seqs: Any, he
         else:
             student, _ = run_distillation(dataclasses.replace(cfg, **changes), teacher,
                                           tokenizer, train_seqs, name=name, init=init)
-        mlm = evaluate_mlm(student, held_seqs, tokenizer, n_batches=cfg.eval_batches,
-                           seed=cfg.seed)
-        out.append({"row": row, "name": name, **changes, "init": init, **mlm})
+        counts[row] = mlm_counts(student, held_seqs, tokenizer, n_batches=cfg.eval_batches,
+                                 seed=cfg.seed)
+        out.append({"row": row, "name": name, **changes, "init": init,
+                    **summarise_mlm(counts[row], cfg.seed)})
+    if base := counts.get("triple loss"):
+        for rec in out:
+            rec |= paired_difference(counts[rec["row"]], base, cfg.seed)
     return out
 
 

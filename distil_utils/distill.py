@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from .config import Config, get_config
-from .data import batch_stream
 from .devices import dist_info, resolve_device
 from .fused_head import can_fuse, fused_triple_loss
+from .heldout import evaluate_mlm
 from .losses import triple_loss
 from .masking import mask_tokens, masking_weights
 from .results_io import ResultsLockedError, lock_results, write_result
@@ -103,36 +103,6 @@ def make_mlm_loss(cfg: Config, weights: torch.Tensor, mask_id: int, vocab_size: 
         return {"loss": F.cross_entropy(logits.float(), labels.to(dev)[sel])}
 
     return loss_fn
-
-
-# ------------------------------------------------------------------------ evaluation
-@torch.inference_mode()
-def evaluate_mlm(model: torch.nn.Module, seqs: Any, tokenizer: Any, *, batch_size: int = 16,
-                 n_batches: int | None = None, seed: int = 0, mlm_prob: float = 0.15) -> dict:
-    """Held-out masked-token loss and top-1 accuracy with a fixed, uniform masking.
-
-    The same seed masks the same positions for every model, so teacher, student and
-    ablations are compared on identical inputs.
-    """
-    model.eval()
-    dev = next(model.parameters()).device
-    weights = masking_weights(None, tokenizer.all_special_ids, len(tokenizer))
-    gen = torch.Generator().manual_seed(seed)
-    loss_sum, correct, total = 0.0, 0, 0
-    for i, (_, batch) in enumerate(batch_stream(seqs, batch_size, seed, tokenizer.pad_token_id)):
-        if (n_batches is not None and i >= n_batches) or i * batch_size >= len(seqs):
-            break
-        masked, labels = mask_tokens(batch["input_ids"], batch["attention_mask"], weights,
-                                     tokenizer.mask_token_id, len(tokenizer), mlm_prob, gen)
-        logits = model(input_ids=masked.to(dev),
-                       attention_mask=batch["attention_mask"].to(dev)).logits
-        sel = labels.to(dev) != -100
-        picked, gold = logits[sel].float(), labels.to(dev)[sel]
-        loss_sum += float(F.cross_entropy(picked, gold, reduction="sum"))
-        correct += int((picked.argmax(-1) == gold).sum())
-        total += int(sel.sum())
-    return {"mlm_loss": loss_sum / max(total, 1), "mlm_acc": 100.0 * correct / max(total, 1),
-            "n_masked": total}
 
 
 # ------------------------------------------------------------------- the pipeline
@@ -293,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
         # the distillation is comparable with the committed ablation table
         mlm = evaluate_mlm(student, held, tokenizer, n_batches=cfg.eval_batches, seed=cfg.seed)
         print(f"held-out masked-token accuracy {mlm['mlm_acc']:.2f}% "
+              f"[{mlm['mlm_acc_low']:.2f}, {mlm['mlm_acc_high']:.2f}] "
               f"(loss {mlm['mlm_loss']:.4f}, {mlm['n_masked']} tokens)")
         write_result(cfg.out / f"{args.name}_run.json",
                      {"teacher": teacher_path, "steps": last["step"], "init": args.init, **mlm},

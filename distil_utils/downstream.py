@@ -33,11 +33,22 @@ from .finetune import (
     training_args,
 )
 from .hub import load_split, resolve_model
-from .metrics import load_metric
+from .metrics import load_metric, squad_scores
 from .modelcard import label_kwargs
 from .squad import article_split, eval_features, postprocess, train_features
 
 SQUAD_HELDOUT_FRAC = 0.3  # offline: share of SQuAD dev articles kept for evaluation
+KEPT = ("per_example", "intervals")  # what a run's record keeps for the uncertainty
+
+
+def with_intervals(per_example: dict[str, Any], seed: int) -> dict[str, Any]:
+    """`per_example` scores (%, one per test example) and each mean's 95% interval: what a
+    score needs to carry its uncertainty, and the paired retention intervals of `summary`."""
+    from .intervals import mean_interval
+
+    kept = {k: [float(x) for x in v] for k, v in per_example.items()}
+    return {"per_example": kept,
+            "intervals": {k: list(mean_interval(v, seed=seed)) for k, v in kept.items()}}
 
 
 # ------------------------------------------------------------------------------ IMDb
@@ -82,7 +93,7 @@ def finetune_imdb(model_path: str, cfg: Config, seed: int, tokenizer: Any = None
     Returns `accuracy`, `test_source` (the test split, or the held-out part of train
     offline) and the example counts, so the number is never mistaken for the full test set.
     """
-    stamp, rid, done = ft_runs.lookup(cfg, model_path, "imdb", seed, output_dir)
+    stamp, rid, done = ft_runs.lookup(cfg, model_path, "imdb", seed, output_dir, needs=KEPT)
     if done is not None:
         return done
     train, test, source = imdb_splits(cfg)
@@ -101,11 +112,13 @@ def finetune_imdb(model_path: str, cfg: Config, seed: int, tokenizer: Any = None
     folder, resume = ft_runs.checkpoint_dir(cfg, rid, stamp)
     trainer = make_trainer(model, tok, training_args(cfg, seed, str(folder), cfg.ft_epochs), train)
     train_run(trainer, resume)
-    preds = predict_in_order(trainer, enc_test).argmax(-1)
+    preds, labels = predict_in_order(trainer, enc_test).argmax(-1), list(test["label"])
     return finish(trainer, tok, output_dir, cfg, rid, stamp,
                    {"accuracy": load_metric("glue", "sst2").compute(
-                       predictions=preds, references=list(test["label"]))["accuracy"],
-                    "test_source": source, "n_train": len(train), "n_test": len(test)})
+                       predictions=preds, references=labels)["accuracy"],
+                    "test_source": source, "n_train": len(train), "n_test": len(test),
+                    **with_intervals({"accuracy": 100.0 * (preds == np.asarray(labels))},
+                                     cfg.seed)})
 
 
 # ----------------------------------------------------------------------------- SQuAD
@@ -207,7 +220,7 @@ def finetune_squad(model_path: str, cfg: Config, seed: int, teacher_qa_path: str
     if teacher_qa_path is not None:
         _check_qa_teacher(resolve_model(teacher_qa_path))
     what = "squad" if teacher_qa_path is None else "squad_d"
-    stamp, rid, done = ft_runs.lookup(cfg, model_path, what, seed, output_dir,
+    stamp, rid, done = ft_runs.lookup(cfg, model_path, what, seed, output_dir, needs=KEPT,
                                       teacher_qa=teacher_qa_path)
     if done is not None:
         return done
@@ -232,10 +245,12 @@ def finetune_squad(model_path: str, cfg: Config, seed: int, teacher_qa_path: str
                                               if c not in keep])
     start, end = predict_in_order(trainer, model_inputs)[:2]
     preds = postprocess(evals, eval_feats, start, end)
+    refs = [{"id": e["id"], "answers": e["answers"]} for e in evals]
     return finish(trainer, tok, output_dir, cfg, rid, stamp,
                    {**load_metric("squad").compute(
                        predictions=[{"id": k, "prediction_text": v} for k, v in preds.items()],
-                       references=[{"id": e["id"], "answers": e["answers"]} for e in evals]),
+                       references=refs),
                     "split": source, "n_train": len(train),
                     "n_train_features": len(feats), "n_eval": len(evals),
-                    "distilled": teacher_qa_path is not None})
+                    "distilled": teacher_qa_path is not None,
+                    **with_intervals(squad_scores(preds, refs), cfg.seed)})

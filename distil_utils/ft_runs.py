@@ -59,12 +59,13 @@ def _record_path(cfg: Any, rid: str) -> Path:
     return cfg.out / "ft_runs" / f"{rid}.json"
 
 
-def finished(cfg: Any, rid: str, stamp: dict[str, Any],
-             output_dir: Path | None = None) -> dict[str, Any] | None:
+def finished(cfg: Any, rid: str, stamp: dict[str, Any], output_dir: Path | None = None,
+             needs: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """The metrics of a finished run made from exactly `stamp`, else None.
 
     With `output_dir`, the saved model there must carry the same stamp too (a run that was
-    scored but whose model was deleted or re-made is run again).
+    scored but whose model was deleted or re-made is run again). A record without every key
+    in `needs` (written before the suite kept them, e.g. per-example scores) is run again.
     """
     path = _record_path(cfg, rid)
     if not path.is_file():
@@ -74,16 +75,20 @@ def finished(cfg: Any, rid: str, stamp: dict[str, Any],
         return None
     if output_dir is not None and not is_current(output_dir, stamp):
         return None
+    if any(k not in record["metrics"] for k in needs):
+        print(f"[fine-tune] {rid}: record lacks {[k for k in needs if k not in record['metrics']]}"
+              ", run again", flush=True)
+        return None
     return record["metrics"]
 
 
 def lookup(cfg: Any, model_path: str | Path, what: str, seed: int,
-           output_dir: Path | None = None,
+           output_dir: Path | None = None, needs: tuple[str, ...] = (),
            **inputs: str | Path | None) -> tuple[dict[str, Any], str, dict[str, Any] | None]:
     """(stamp, run id, metrics of the finished run or None) of one fine-tuning run."""
     stamp = run_stamp(model_path, what, cfg, seed, **inputs)
     rid = run_id(model_path, what, seed, stamp)
-    return stamp, rid, finished(cfg, rid, stamp, output_dir)
+    return stamp, rid, finished(cfg, rid, stamp, output_dir, needs)
 
 
 def checkpoint_dir(cfg: Any, rid: str, stamp: dict[str, Any]) -> tuple[Path, str | None]:

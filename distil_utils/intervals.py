@@ -43,6 +43,14 @@ def metric_interval(metric: Callable[[np.ndarray, np.ndarray], float], preds: Se
     return _interval(np.array([metric(preds[i], labels[i]) for i in idx]), level)
 
 
+def mean_interval(values: Sequence[float], *, resamples: int = RESAMPLES, seed: int = 0,
+                  level: float = LEVEL) -> tuple[float, float]:
+    """The interval of the mean of per-example scores (IMDb correct = 100 / wrong = 0, SQuAD
+    exact match and F1 per question), resampling the examples."""
+    return metric_interval(lambda v, _: float(np.mean(v)), values, np.zeros(len(values)),
+                           resamples=resamples, seed=seed, level=level)
+
+
 def retention_interval(metric: Callable[[np.ndarray, np.ndarray], float],
                        teacher_preds: Sequence, student_preds: Sequence, labels: Sequence, *,
                        resamples: int = RESAMPLES, seed: int = 0,
@@ -57,7 +65,10 @@ def retention_interval(metric: Callable[[np.ndarray, np.ndarray], float],
         raise ValueError("teacher, student and labels must cover the same dev examples")
     idx = _indices(len(y), resamples, seed)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = np.array([100.0 * metric(s[i], y[i]) / metric(t[i], y[i]) for i in idx])
+        # numpy division: a resample where the teacher scores 0 gives inf/NaN (dropped), not
+        # Python's ZeroDivisionError
+        ratios = np.array([100.0 * np.float64(metric(s[i], y[i])) / metric(t[i], y[i])
+                           for i in idx])
     return _interval(ratios, level)
 
 
@@ -71,6 +82,25 @@ def difference_interval(metric: Callable[[np.ndarray, np.ndarray], float], a_pre
         raise ValueError("both prediction sets and the labels must cover the same examples")
     idx = _indices(len(y), resamples, seed)
     return _interval(np.array([metric(a[i], y[i]) - metric(b[i], y[i]) for i in idx]), level)
+
+
+def share_interval(hits: Sequence[float], totals: Sequence[float], *,
+                   resamples: int = RESAMPLES, seed: int = 0,
+                   level: float = LEVEL) -> tuple[float, float]:
+    """The interval of 100 × Σ hits / Σ totals, resampling whole units (e.g. sequences).
+
+    Masked-token accuracy counts tokens, but the tokens of one sequence are not independent
+    draws, so the sequences are resampled, each with its correct and masked counts. With
+    `hits` the per-sequence difference of two models' correct counts on the same masked
+    positions, this is the paired interval of their accuracy difference.
+    """
+    h, t = np.asarray(hits, dtype=float), np.asarray(totals, dtype=float)
+    if len(h) != len(t) or len(h) == 0:
+        raise ValueError(f"need one count per unit for hits and totals, and some (got {len(h)} "
+                         f"and {len(t)})")
+    idx = _indices(len(h), resamples, seed)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _interval(100.0 * h[idx].sum(1) / t[idx].sum(1), level)
 
 
 def paired_ratio(reference: Sequence[float], other: Sequence[float], *,

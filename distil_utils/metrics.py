@@ -132,33 +132,36 @@ def token_f1(prediction: str, truth: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def squad_metrics(predictions: dict[str, str], references: list[dict]) -> dict[str, float]:
-    """Exact match and token F1 in percent, each maxed over the gold answers.
+def squad_scores(predictions: dict[str, str], references: list[dict]) -> dict[str, list[float]]:
+    """Per question, exact match and token F1 in percent, each maxed over the gold answers.
 
     `references` are rows of the Hub's `squad` schema (`id`, `answers` with `text`). A
     question without a prediction scores 0 (with a warning), as in the official v1.1 script;
-    predictions for ids not in `references` are ignored, as there too.
+    predictions for ids not in `references` are ignored, as there too. Kept per question so
+    that the scores can be resampled for their intervals.
     """
     if not references:
         raise ValueError("no SQuAD references to score")
-    em = f1 = 0.0
+    em, f1 = [], []
     missing = 0
     for ref in references:
         golds = list(ref["answers"]["text"])
         if not golds:
             raise ValueError(f"question {ref['id']!r} has no gold answer: SQuAD v1.1 rows "
                              "always have one (is this SQuAD v2 data?)")
-        if ref["id"] not in predictions:
-            missing += 1
-            continue
-        pred = predictions[ref["id"]]
-        em += max(exact_match(pred, g) for g in golds)
-        f1 += max(token_f1(pred, g) for g in golds)
+        pred = predictions.get(ref["id"])
+        missing += pred is None
+        em.append(0.0 if pred is None else 100.0 * max(exact_match(pred, g) for g in golds))
+        f1.append(0.0 if pred is None else 100.0 * max(token_f1(pred, g) for g in golds))
     if missing:
         warnings.warn(f"{missing} of {len(references)} questions have no prediction and score 0",
                       stacklevel=2)
-    n = len(references)
-    return {"exact_match": 100.0 * em / n, "f1": 100.0 * f1 / n}
+    return {"exact_match": em, "f1": f1}
+
+
+def squad_metrics(predictions: dict[str, str], references: list[dict]) -> dict[str, float]:
+    """Exact match and token F1 in percent over the questions (`squad_scores`' means)."""
+    return {k: sum(v) / len(v) for k, v in squad_scores(predictions, references).items()}
 
 
 def load_metric(name: str, task: str | None = None) -> Any:

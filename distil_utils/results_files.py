@@ -92,7 +92,8 @@ DEPLOY = ResultsFile("deploy.json", "deploy.deploy_report",
                       "teacher"))
 SPEED = ResultsFile("06_speed.json", "results_files.write_speed", ("models", "ratios"))
 SUMMARY = ResultsFile("summary.json", "summary.write_summary",
-                      ("targets", "glue", "glue intervals", "downstream", "speed", "ablation",
+                      ("targets", "glue", "glue intervals", "downstream",
+                       "downstream intervals", "speed", "ablation",
                        "mlm"))
 FILES = (TEACHER, INIT, DISTILL, GLUE_MODEL, GLUE, DOWNSTREAM, BENCH, DEPLOY, SPEED, SUMMARY)
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .paper import GLUE_COLUMNS, TABLE1_GLUE, TABLE2_DOWNSTREAM, TABLE3_SPEED, TABLE4_ABLATION
 from .results_files import (
     DISTILL,
     DOWNSTREAM,
+    DOWNSTREAM_MODELS,
     GLUE,
     GLUE_MODEL,
     SPEED,
@@ -99,39 +101,63 @@ def speed_table(results: dict[str, Any]) -> pd.DataFrame:
     return pd.concat([mine, paper], ignore_index=True)
 
 
+def _verdict(resolvable: bool | None) -> str:
+    return "" if resolvable is None else "yes" if resolvable else "within noise"
+
+
 def ablation_table(results: dict[str, Any]) -> pd.DataFrame:
-    rows = DISTILL.get(results, "ablation", [])
-    if not rows:
-        return pd.DataFrame()
+    """Table 4 at this scale: each row's held-out MLM accuracy and SST-2 dev accuracy, its
+    difference from the triple loss with the paired 95% interval that notebook 03 (MLM) and
+    04 (SST-2) stored, and whether the difference is resolvable (the interval excludes 0).
+    Columns no row fills are dropped (notebook 04 shows its SST-2 rows alone)."""
     sst2 = GLUE.get(results, "ablation_sst2", {})
     deltas = GLUE.get(results, "ablation_sst2_delta", {})
-    df = pd.DataFrame([{"row": r["row"], "held-out MLM acc": r["mlm_acc"],
-                        "held-out MLM loss": r["mlm_loss"], "SST-2 dev acc": sst2.get(r["row"])}
-                       for r in rows])
-    base = df.loc[df.row == "triple loss", "SST-2 dev acc"]
-    if len(base) and base.notna().all():
-        df["Δ SST-2 vs triple loss"] = df["SST-2 dev acc"] - float(base.iloc[0])
-    if deltas:  # paired 95% intervals: is the difference larger than the dev set's noise?
-        ci = {r: d["interval"] for r, d in deltas.items() if r != "triple loss"}
-        df["Δ SST-2 95% low"], df["Δ SST-2 95% high"] = (
-            df.row.map(lambda r, i=i: ci[r][i] if r in ci else None) for i in (0, 1))
-        df["Δ resolvable"] = df.row.map(lambda r: ("yes" if deltas[r]["resolvable"] else
-                                                   "within noise") if r in ci else "")
+    rows = DISTILL.get(results, "ablation", []) or [{"row": r} for r in sst2]  # 04 alone
+    if not rows:
+        return pd.DataFrame()
     paper = {k.replace(" (paper)", ""): v for k, v in TABLE4_ABLATION.items()}
-    df["Δ GLUE macro (paper)"] = df.row.map(paper)
-    return df
+    table = []
+    for r in rows:
+        base = r["row"] == "triple loss"
+        d = {} if base else deltas.get(r["row"], {})
+        low, high = d.get("interval", [None, None])
+        table.append({
+            "row": r["row"], "held-out MLM acc": r.get("mlm_acc"),
+            "held-out MLM loss": r.get("mlm_loss"),
+            "Δ MLM acc": None if base else r.get("delta"),
+            "Δ MLM 95% low": None if base else r.get("delta_low"),
+            "Δ MLM 95% high": None if base else r.get("delta_high"),
+            "Δ MLM resolvable": _verdict(None if base else r.get("resolvable")),
+            "SST-2 dev acc": sst2.get(r["row"]), "Δ SST-2 vs triple loss": d.get("delta"),
+            "Δ SST-2 95% low": low, "Δ SST-2 95% high": high,
+            "Δ SST-2 resolvable": _verdict(d.get("resolvable")),
+            "Δ GLUE macro (paper)": paper.get(r["row"])})
+    return _present(pd.DataFrame(table).rename(columns={"row": "model"})).rename(
+        columns={"model": "row"})
 
 
 def glue_intervals(results: dict[str, Any], teacher: str = "teacher",
                    student: str = "student") -> pd.DataFrame:
     """Each GLUE task's score with its 95% interval, and the student's retention with its
     paired interval (both models resampled on the same dev examples); a last row for the
-    macro score. From the first seed's dev predictions in `glue_<model>.json`."""
+    macro score. From the first seed's dev predictions in `glue_<model>.json`; where several
+    seeds ran, each model's median and range across them beside."""
     from .intervals import macro_retention_interval, metric_interval, retention_interval
     from .metrics import glue_metrics, task_score
 
     t_dev = GLUE_MODEL.get(results, "dev", {}, name=teacher)
     s_dev = GLUE_MODEL.get(results, "dev", {}, name=student)
+    runs = {who: GLUE_MODEL.get(results, "runs", {}, name=name)
+            for who, name in (("teacher", teacher), ("student", student))}
+
+    def across_seeds(who: str, task: str) -> dict[str, float]:
+        """The paper's median of several fine-tuning seeds, and their range."""
+        scores = [task_score(task, m) for m in runs[who].get(task, [])]
+        if len(scores) < 2:
+            return {}
+        return {f"{who} seeds": len(scores), f"{who} median": float(np.median(scores)),
+                f"{who} seed min": min(scores), f"{who} seed max": max(scores)}
+
     rows, macro = [], {}
     for task in [t for t in t_dev if t in s_dev and t != "mnli" and t_dev[t] and s_dev[t]]:
         split = next(iter(t_dev[task][0]))  # the task's one dev split
@@ -152,7 +178,8 @@ def glue_intervals(results: dict[str, Any], teacher: str = "teacher",
                      "teacher 95% high": t_ci[1], "student": s_score,
                      "student 95% low": s_ci[0], "student 95% high": s_ci[1],
                      "retention %": ret, "retention 95% low": r_ci[0],
-                     "retention 95% high": r_ci[1], "dev examples": len(y)})
+                     "retention 95% high": r_ci[1], "dev examples": len(y),
+                     **across_seeds("teacher", task), **across_seeds("student", task)})
         macro[task] = (score, tp, sp, y)
     if not rows:
         return pd.DataFrame()
@@ -165,6 +192,40 @@ def glue_intervals(results: dict[str, Any], teacher: str = "teacher",
     return df
 
 
+# Table 2's measures: (label, 05_downstream.json key, metric of each run's record)
+DOWNSTREAM_MEASURES = (("IMDb accuracy", "imdb", "accuracy"), ("SQuAD EM", "squad", "exact_match"),
+                       ("SQuAD F1", "squad", "f1"))
+
+
+def downstream_intervals(results: dict[str, Any], teacher: str = "teacher") -> pd.DataFrame:
+    """Table 2's scores with their 95% intervals, and each student's retention of the
+    teacher's score with its paired interval (the same test examples resampled for both)."""
+    from .intervals import mean_interval, retention_interval
+
+    def mean(v: Any, _: Any) -> float:
+        return float(np.mean(v))
+
+    rows = []
+    for label, key, metric in DOWNSTREAM_MEASURES:
+        runs = DOWNSTREAM.get(results, key, {})
+        ref = (runs.get(teacher) or {}).get("per_example", {}).get(metric)
+        for model in DOWNSTREAM_MODELS:
+            scores = (runs.get(model) or {}).get("per_example", {}).get(metric)
+            if scores is None:
+                continue
+            low, high = mean_interval(scores)
+            row = {"measure": label, "model": model, "score": mean(scores, None),
+                   "95% low": low, "95% high": high, "examples": len(scores)}
+            if model != teacher and ref is not None and len(ref) == len(scores):
+                zeros = np.zeros(len(scores))
+                r_low, r_high = retention_interval(mean, ref, scores, zeros)
+                t = mean(ref, None)
+                row |= {"retention %": 100.0 * row["score"] / t if t else float("nan"),
+                        "retention 95% low": r_low, "retention 95% high": r_high}
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def mlm_table(results: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(DISTILL.get(results, "held_out_mlm", []))
 
@@ -175,7 +236,8 @@ def summary_tables(results: dict[str, Any]) -> dict[str, pd.DataFrame]:
 
     return {"targets": targets_table(results), "glue": glue_table(results),
             "glue intervals": glue_intervals(results),
-            "downstream": downstream_table(results), "speed": speed_table(results),
+            "downstream": downstream_table(results),
+            "downstream intervals": downstream_intervals(results), "speed": speed_table(results),
             "ablation": ablation_table(results), "mlm": mlm_table(results)}
 
 

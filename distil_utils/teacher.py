@@ -144,7 +144,8 @@ def adapt_teacher(teacher: torch.nn.Module, cfg: Config, tokenizer: Any, train_s
     """Train a teacher's MLM head (lr adapt_head_lr) and encoder (adapt_lr) with masked-LM."""
     # the corpus, its masking weights, the MLM loss and the held-out measure are the
     # distillation's own, so the adapted teacher is measured as the students are
-    from .distill import corpus_weights, evaluate_mlm, make_mlm_loss
+    from .distill import corpus_weights, make_mlm_loss
+    from .heldout import evaluate_mlm
 
     before = evaluate_mlm(teacher, held_seqs, tokenizer, n_batches=cfg.eval_batches,
                           seed=cfg.seed)

@@ -17,11 +17,11 @@ from distil_utils.checkpoint import CheckpointError
 from distil_utils.config import get_config
 from distil_utils.data import length_grouped_batches, load_corpus, tokenize_corpus
 from distil_utils.distill import (
-    evaluate_mlm,
     main,
     prepare_corpus,
     run_distillation,
 )
+from distil_utils.heldout import evaluate_mlm, mlm_counts
 from distil_utils.student import tiny_teacher
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,6 +148,34 @@ def test_evaluate_mlm_is_deterministic_and_teacher_matches_full_student(
     assert abs(full["mlm_loss"] - a["mlm_loss"]) < 1e-4
 
 
+def test_mlm_counts_add_up_to_the_summary_and_its_interval_brackets_it(
+        tmp_path, corpus_file, tokenizer):
+    from distil_utils.heldout import summarise_mlm
+
+    cfg = _cfg(tmp_path, corpus_file)
+    _, held = prepare_corpus(cfg, tokenizer)
+    counts = mlm_counts(_teacher(tokenizer, cfg), held, tokenizer, batch_size=4, n_batches=3,
+                        seed=1)
+    assert 0 < len(counts["masked"]) <= 12  # one row per held-out sequence, 3 batches of <= 4
+    assert (counts["correct"] <= counts["masked"]).all() and counts["masked"].sum() > 0
+    summary = summarise_mlm(counts, seed=1)
+    assert summary["n_masked"] == counts["masked"].sum()
+    assert summary["mlm_acc"] == pytest.approx(
+        100 * counts["correct"].sum() / counts["masked"].sum())
+    assert summary["mlm_acc_low"] <= summary["mlm_acc"] <= summary["mlm_acc_high"]
+    assert summary["mlm_loss"] == pytest.approx(counts["loss"].sum() / counts["masked"].sum())
+    from distil_utils.heldout import paired_difference
+
+    same = paired_difference(counts, counts, seed=1)
+    assert same == {"delta": 0.0, "delta_low": 0.0, "delta_high": 0.0, "resolvable": False}
+    better = {**counts, "correct": counts["masked"]}  # every masked token right
+    diff = paired_difference(better, counts, seed=1)
+    assert diff["delta"] == pytest.approx(100 - summary["mlm_acc"]) and diff["resolvable"]
+    assert diff["delta_low"] <= diff["delta"] <= diff["delta_high"]
+    with pytest.raises(ValueError, match="masked different positions"):
+        paired_difference({**counts, "masked": counts["masked"] + 1}, counts)
+
+
 def test_command_line_runs_the_pipeline(tmp_path, corpus_file, capsys):
     main(["--profile", "smoke", "-p", "results_dir", str(tmp_path), "-p", "corpus",
           f"('{corpus_file}',)", "-p", "corpus_max_docs", "None", "-p", "heldout_docs", "10",
@@ -169,7 +197,8 @@ def test_torchrun_two_cpu_processes_keep_identical_replicas(tmp_path, corpus_fil
         from distil_utils.devices import dist_info
         from distil_utils.distill import prepare_corpus, run_distillation
         from distil_utils.hub import load_tokenizer
-        from distil_utils.student import tiny_teacher
+        from distil_utils.heldout import evaluate_mlm, mlm_counts
+from distil_utils.student import tiny_teacher
         cfg = get_config("smoke", results_dir={str(tmp_path)!r}, corpus=({str(corpus_file)!r},),
                          corpus_max_docs=None, heldout_docs=10, max_seq_len=32, min_seq_len=4,
                          batch_size=4, max_steps=4, checkpoint_every=2, adapt_steps=0)

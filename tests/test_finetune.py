@@ -149,6 +149,23 @@ def test_imdb_holds_out_part_of_train_offline(models, tmp_path, data_dir):
     m = finetune_imdb(str(models / "student"), cfg, 0)
     assert m["n_test"] == 40 and m["n_train"] == 24 and "held out of train" in m["test_source"]
     assert 0 <= m["accuracy"] <= 100
+    correct = m["per_example"]["accuracy"]  # one 0 / 100 per test review, for the intervals
+    assert len(correct) == 40 and set(correct) <= {0.0, 100.0}
+    assert sum(correct) / 40 == pytest.approx(m["accuracy"])
+    low, high = m["intervals"]["accuracy"]
+    assert low <= m["accuracy"] <= high
+    # a record written before per-example scores were kept is not taken as done
+    from distil_utils import ft_runs
+
+    stamp, rid, done = ft_runs.lookup(cfg, str(models / "student"), "imdb", 0,
+                                      needs=("per_example",))
+    assert done == m
+    record = ft_runs._record_path(cfg, rid)
+    data = json.loads(record.read_text())
+    del data["metrics"]["per_example"]
+    record.write_text(json.dumps(data))
+    assert ft_runs.lookup(cfg, str(models / "student"), "imdb", 0, needs=("per_example",))[2] \
+        is None
 
 
 # ----------------------------------------------------------------------------- SQuAD
@@ -301,6 +318,10 @@ def test_squad_plain_and_distilled(models, tmp_path, data_dir):
     plain = finetune_squad(str(models / "teacher"), cfg, 0, output_dir=tmp_path / "tqa")
     assert 0 <= plain["exact_match"] <= plain["f1"] <= 100 and not plain["distilled"]
     assert plain["n_eval"] == 16 and "split by article" in plain["split"]
+    for k in ("exact_match", "f1"):  # the per-question scores average to the metric
+        assert len(plain["per_example"][k]) == 16
+        assert sum(plain["per_example"][k]) / 16 == pytest.approx(plain[k])
+        assert plain["intervals"][k][0] <= plain[k] <= plain["intervals"][k][1]
     assert AutoModelForQuestionAnswering.from_pretrained(tmp_path / "tqa")
     d = finetune_squad(str(models / "student"), cfg, 0, teacher_qa_path=str(tmp_path / "tqa"))
     assert d["distilled"] and 0 <= d["f1"] <= 100

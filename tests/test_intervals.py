@@ -11,6 +11,7 @@ from distil_utils.intervals import (
     metric_interval,
     paired_ratio,
     retention_interval,
+    share_interval,
 )
 
 
@@ -80,3 +81,31 @@ def test_timing_adds_rounds_until_the_ratio_interval_is_narrow(monkeypatch, toke
                                      repeats=3, warmup=0, progress=False,
                                      target_halfwidth=0.001, max_repeats=6)
     assert capped["rounds"] == 6  # never more than asked, even when still wide
+
+
+def test_share_interval_resamples_whole_sequences():
+    rng = np.random.default_rng(0)
+    masked = rng.integers(5, 20, size=200)
+    correct = rng.binomial(masked, 0.3)
+    low, high = share_interval(correct, masked, seed=3)
+    point = 100 * correct.sum() / masked.sum()
+    assert low < point < high and high - low < 10
+    assert (low, high) == share_interval(correct, masked, seed=3)  # seeded
+    # sequences that are all-right or all-wrong (tokens not independent) widen the interval
+    lumpy = np.where(rng.random(200) < 0.3, masked, 0)
+    lo2, hi2 = share_interval(lumpy, masked, seed=3)
+    assert hi2 - lo2 > 1.5 * (high - low)
+    # a paired difference: identical models differ by exactly 0
+    assert share_interval(correct - correct, masked) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="one count per unit"):
+        share_interval(correct[:3], masked)
+
+
+def test_retention_interval_survives_resamples_where_the_teacher_scores_zero():
+    def mean(v, _):
+        return float(np.mean(v))  # a Python float, as a metric may return
+
+    teacher = np.array([0.0] * 9 + [100.0])  # most resamples: teacher scores 0
+    student = np.array([0.0] * 8 + [100.0, 100.0])
+    low, high = retention_interval(mean, teacher, student, np.zeros(10), seed=0)
+    assert low == low and high == high and low <= high  # finite resamples decide

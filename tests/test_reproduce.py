@@ -144,6 +144,83 @@ def test_failure_names_notebook_and_cell_keeps_copy_and_stops(suite_dir, tmp_pat
     assert info.value.record["cell_source"].startswith("assert X <= 5")
 
 
+@pytest.fixture
+def fake_papermill(monkeypatch):
+    """papermill.execute_notebook replaced: records its keyword arguments, raises `error` if set."""
+    import papermill
+
+    calls: list[dict] = []
+
+    def execute_notebook(input_path, output_path, **kwargs):
+        calls.append(kwargs)
+        Path(output_path).write_text(Path(input_path).read_text())  # the copy papermill saves
+        if fake.error:
+            raise fake.error
+
+    fake = type("Fake", (), {"calls": calls, "error": None})
+    monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
+    return fake
+
+
+@pytest.mark.parametrize("profile, override, expected", [
+    ("smoke", None, 1800), ("binder", None, 1800), ("cpu", None, None), ("paper", None, None),
+    ("smoke", 0, None), ("smoke", 7, 7), ("paper", 7, 7),
+], ids=["ci", "binder", "cpu", "paper", "ci-0", "ci-7", "paper-7"])  # run by -k 'not smoke'
+def test_cell_timeout_by_profile_reaches_papermill(suite_dir, tmp_path, fake_papermill,
+                                                   profile, override, expected):
+    done = run_suite(profile, only=["01", "03"], notebooks_dir=suite_dir,
+                     results_dir=str(tmp_path), kernel="python3", cell_timeout=override,
+                     quiet=True)
+    assert [c["execution_timeout"] for c in fake_papermill.calls] == [expected, expected]
+    assert all(c["kernel_name"] == "python3" for c in fake_papermill.calls)
+    assert [r["cell_timeout"] for r in done] == [expected, expected]  # and in the log
+
+
+@pytest.mark.parametrize("argv, expected", [([], 1800), (["--cell-timeout", "60"], 60),
+                                            (["--cell-timeout", "0"], None)])
+def test_cli_cell_timeout_reaches_papermill(suite_dir, tmp_path, fake_papermill, argv, expected):
+    assert main(["--profile", "smoke", "--only", "01", "--notebooks-dir", str(suite_dir),
+                 "--results-dir", str(tmp_path), *argv]) == 0
+    assert [c["execution_timeout"] for c in fake_papermill.calls] == [expected]
+
+
+def test_cell_timeout_is_a_clear_failure(suite_dir, tmp_path, fake_papermill):
+    from nbclient.exceptions import CellTimeoutError
+
+    fake_papermill.error = CellTimeoutError("A cell timed out while it was being executed, "
+                                            "after 60 seconds.")
+    with pytest.raises(SuiteError) as info:
+        run_suite("smoke", only=["02", "03"], notebooks_dir=suite_dir, results_dir=str(tmp_path),
+                  cell_timeout=60, quiet=True)
+    msg = str(info.value)
+    assert msg.startswith("02_check.ipynb failed at") and "CellTimeoutError" in msg
+    assert "cell timeout: 60 s; for longer: --cell-timeout SECONDS (0: none)" in msg
+    assert "--skip-done" in msg and len(fake_papermill.calls) == 1  # 03 did not run
+    log = json.loads((tmp_path / "smoke" / "reproduce_log.json").read_text())["runs"]
+    assert [(r["status"], r["cell_timeout"]) for r in log] == [("failed", 60)]
+    assert "--cell-timeout" in log[0]["error"]
+
+
+@pytest.mark.slow
+def test_a_real_kernel_past_the_cell_timeout_fails_clearly(tmp_path):
+    """papermill really stops the cell and raises a TimeoutError (one kernel, a few seconds)."""
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    _notebook(nbs / "01_sleep.ipynb", "import time\ntime.sleep(30)")
+    with pytest.raises(SuiteError, match=r"(?s)01_sleep.ipynb failed at cell 2 «import time».*"
+                       r"cell timeout: 2 s; for longer: --cell-timeout"):
+        run_suite("cpu", notebooks_dir=nbs, results_dir=str(tmp_path / "res"), cell_timeout=2,
+                  quiet=True)
+
+
+def test_other_failures_do_not_blame_the_cell_timeout(suite_dir, tmp_path, fake_papermill):
+    fake_papermill.error = RuntimeError("Kernel died")
+    with pytest.raises(SuiteError) as info:
+        run_suite("smoke", only=["02"], notebooks_dir=suite_dir, results_dir=str(tmp_path),
+                  quiet=True)
+    assert "Kernel died" in str(info.value) and "--cell-timeout" not in str(info.value)
+
+
 def test_cli_exits_non_zero_with_the_reason(suite_dir, tmp_path, capsys):
     rc = main(["--profile", "smoke", "--notebooks-dir", str(suite_dir), "--results-dir",
                str(tmp_path), "-p", "X_TYPO", "3"])

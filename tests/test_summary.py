@@ -22,11 +22,14 @@ def test_summary_reads_results_files_and_adds_the_papers_rows(tmp_path):
     write_result(cfg.out / "04_glue.json", {
         "models": {"teacher": {"sst2": 80.0, "score": 80.0},
                    "student": {"sst2": 76.0, "score": 76.0}},
-        "ablation_sst2": {"triple loss": 76.0, "without L_ce": 70.0}}, cfg)
+        "ablation_sst2": {"triple loss": 76.0, "without L_ce": 70.0},
+        "ablation_sst2_delta": {"without L_ce": {"delta": -6.0, "interval": [-8.0, -4.0],
+                                                 "resolvable": True}}}, cfg)
     write_result(cfg.out / "03_distill.json", {
         "held_out_mlm": [{"model": "teacher", "mlm_acc": 20.0}],
         "ablation": [{"row": "triple loss", "mlm_acc": 10.0, "mlm_loss": 5.0},
-                     {"row": "without L_ce", "mlm_acc": 8.0, "mlm_loss": 6.0}]}, cfg)
+                     {"row": "without L_ce", "mlm_acc": 8.0, "mlm_loss": 6.0, "delta": -2.0,
+                      "delta_low": -2.5, "delta_high": 0.5, "resolvable": False}]}, cfg)
     tables = summary_tables(collect(cfg.out))
     glue = tables["glue"]
     assert list(glue.model[:3]) == ["teacher", "student", "retention % (student / teacher)"]
@@ -34,8 +37,14 @@ def test_summary_reads_results_files_and_adds_the_papers_rows(tmp_path):
     assert "BERT-base (paper)" in set(glue.model) and "cola" not in glue.columns
     abl = tables["ablation"].set_index("row")
     assert abl.loc["without L_ce", "Δ SST-2 vs triple loss"] == pytest.approx(-6.0)
+    assert abl.loc["without L_ce", "Δ MLM 95% high"] == pytest.approx(0.5)
+    assert abl.loc["without L_ce", "Δ MLM resolvable"] == "within noise"
+    assert abl.loc["triple loss", "Δ MLM resolvable"] == ""  # the reference row itself
     assert abl.loc["without L_ce", "Δ GLUE macro (paper)"] == pytest.approx(-2.96)
     assert tables["speed"].empty and tables["downstream"].empty
+    mlm = tables["targets"].set_index("metric").loc["mlm_margin_over_ablations"]
+    assert mlm["measured"] == pytest.approx(2.0) and mlm["result"] == "within noise"
+    assert (mlm["95% low"], mlm["95% high"]) == (pytest.approx(-0.5), pytest.approx(2.5))
 
 
 def test_targets_are_judged_from_the_results_files(tmp_path):
@@ -101,6 +110,48 @@ def test_glue_intervals_pair_teacher_and_student_on_the_same_dev_examples(tmp_pa
     assert row["dev examples"] == 400 and "macro (these tasks)" in df.index
     targets = tables["targets"].set_index("metric")
     assert targets.loc["sst2_retention", "95% low"] == pytest.approx(row["retention 95% low"])
+    assert "student seeds" not in df.columns  # one seed: no range to show
+
+    # three seeds: the paper's median and the range across seeds beside the first seed's
+    runs = {"runs": {"sst2": [{"accuracy": a} for a in (80.0, 84.0, 81.0)]}}
+    write_result(cfg.out / "glue_student.json", {**glue(s), **runs}, cfg)
+    row = summary_tables(collect(cfg.out))["glue intervals"].set_index("task").loc["sst2"]
+    assert row["student seeds"] == 3 and row["student median"] == pytest.approx(81.0)
+    assert (row["student seed min"], row["student seed max"]) == (80.0, 84.0)
+
+
+def test_downstream_scores_carry_intervals_and_paired_retention(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    right_t = rng.random(500) < 0.8
+    right_s = right_t & (rng.random(500) < 0.95)  # errs where the teacher errs, and more
+    f1_t, f1_s = rng.random(200) * 100, rng.random(200) * 80
+
+    def run(**scores):
+        return {"per_example": {k: list(map(float, v)) for k, v in scores.items()}}
+
+    cfg = get_config("smoke", results_dir=str(tmp_path))
+    write_result(cfg.out / "05_downstream.json", {
+        "models": {}, "imdb": {"teacher": run(accuracy=100.0 * right_t),
+                               "student": run(accuracy=100.0 * right_s)},
+        "squad": {"teacher": run(exact_match=f1_t // 50 * 100, f1=f1_t),
+                  "student": run(exact_match=f1_s // 50 * 100, f1=f1_s),
+                  "student (D)": run(exact_match=f1_s // 50 * 100, f1=f1_s + 5)}}, cfg)
+    df = summary_tables(collect(cfg.out))["downstream intervals"]
+    imdb = df[df.measure == "IMDb accuracy"].set_index("model")
+    assert imdb.loc["teacher", "score"] == pytest.approx(100 * right_t.mean())
+    assert imdb.loc["teacher", "95% low"] < imdb.loc["teacher", "score"] < imdb.loc[
+        "teacher", "95% high"]
+    assert pd.isna(imdb.loc["teacher", "retention %"])
+    s = imdb.loc["student"]
+    assert s["retention %"] == pytest.approx(100 * right_s.mean() / right_t.mean())
+    # paired: far narrower than the two accuracies' own intervals would allow
+    assert s["retention 95% high"] - s["retention 95% low"] < s["95% high"] - s["95% low"]
+    f1 = df[df.measure == "SQuAD F1"].set_index("model")
+    assert list(f1.index) == ["teacher", "student", "student (D)"]
+    assert f1.loc["student (D)", "score"] == pytest.approx(f1_s.mean() + 5)
+    assert (f1.examples == 200).all()
 
 
 def test_each_results_file_has_one_declared_schema_that_writers_and_readers_share(tmp_path):
@@ -136,8 +187,9 @@ def test_ablation_differences_carry_their_interval_and_verdict(tmp_path):
         for r in ("triple loss", "without L_ce", nodist)]}, cfg)
     tables = summary_tables(collect(cfg.out))
     abl = tables["ablation"].set_index("row")
-    assert abl.loc["without L_ce", "Δ resolvable"] == "yes"
-    assert abl.loc[nodist, "Δ resolvable"] == "within noise"
+    assert abl.loc["without L_ce", "Δ SST-2 resolvable"] == "yes"
+    assert abl.loc[nodist, "Δ SST-2 resolvable"] == "within noise"
+    assert "Δ MLM acc" not in abl.columns  # no MLM differences stored: no empty columns
     assert abl.loc["without L_ce", "Δ SST-2 95% low"] == pytest.approx(-3.1)
     targets = tables["targets"].set_index("metric")
     gain = targets.loc["sst2_gain_over_undistilled"]

@@ -12,13 +12,14 @@ Each `notebooks/NN_topic.ipynb` is executed with `PROFILE` (and `RESULTS_DIR` wh
 `--results-dir` is given) plus the `-p` overrides injected after its cell tagged `parameters`.
 The executed copy, with outputs, figures and any traceback, is written to
 `results/<profile>/notebooks/`; `results/<profile>/reproduce_log.json` records for each notebook
-its status, wall time, parameters and library versions.
+its status, wall time, parameters, cell timeout and library versions.
 
 Why a runner of our own around papermill: papermill only *warns* about a parameter the notebook
 does not declare (a misspelt `-p MAX_STPES 200` would silently run the default budget), and its
 error names a cell index of the executed copy. Here an undeclared parameter is refused before
 anything runs, and a failure names the notebook, the cell and its first line, keeps the executed
-copy and stops the suite (later notebooks read what earlier ones wrote).
+copy and stops the suite (later notebooks read what earlier ones wrote); so does a cell over
+`--cell-timeout` (papermill was seen waiting forever on an idle kernel under heavy CPU load).
 
 Resume: `--skip-done` skips a notebook whose log record says it completed, with the same
 parameters, the same source file (sha256) and the same profile settings, whose executed copy
@@ -91,6 +92,8 @@ from .notebook_files import (  # noqa: F401
     sync_colab_cell,
 )
 
+CELL_TIMEOUTS: dict[str, int] = {"smoke": 1800, "binder": 1800}  # s: CI's smoke cells take minutes
+
 
 def format_value(value: Any) -> str:
     """The `-p` text that `parse_value` turns back into `value`."""
@@ -123,13 +126,14 @@ def results_base(results_dir: str | None = None) -> Path:
 def run_suite(profile: str, only: list[str] | None = None, params: dict[str, Any] | None = None,
               *, notebooks_dir: str | Path = NOTEBOOKS, results_dir: str | None = None,
               kernel: str | None = "default", skip_done: bool = False,
-              quiet: bool = False) -> list[dict[str, Any]]:
+              cell_timeout: int | None = None, quiet: bool = False) -> list[dict[str, Any]]:
     """Execute the notebooks in order; return one record per notebook of this run.
 
     Each record has `notebook`, `status` ("ok", "skipped" or "failed"), `seconds`,
     `parameters`, `executed` and `versions`. Raises `SuiteError` before anything runs for a bad
     profile or an undeclared parameter, and after the first failing notebook (naming it and its
     cell); later notebooks are not run. `kernel="default"` means `default_kernel()`.
+    `cell_timeout`: seconds per cell; None: `CELL_TIMEOUTS` (a paper cell runs for days); 0: none.
     """
     import papermill as pm  # noqa: F401  (fail here, before any notebook, if it is missing)
 
@@ -142,7 +146,9 @@ def run_suite(profile: str, only: list[str] | None = None, params: dict[str, Any
         injected["RESULTS_DIR"] = str(results_base(results_dir))
     notebooks = find_notebooks(notebooks_dir, only)
     check_parameters(notebooks, injected)
-    kernel = default_kernel() if kernel == "default" else kernel
+    timeout = CELL_TIMEOUTS.get(profile) if cell_timeout is None else cell_timeout or None
+    options = {"kernel_name": default_kernel() if kernel == "default" else kernel,
+               "execution_timeout": timeout}  # papermill's, for every notebook
     out = results_base(results_dir) / profile
     log = _read_log(out / LOG_NAME)
     command = command_line(profile, only, params, results_dir)
@@ -152,14 +158,14 @@ def run_suite(profile: str, only: list[str] | None = None, params: dict[str, Any
     except (ResultsLockedError, NotADirectoryError) as err:
         raise SuiteError(str(err)) from None
     try:
-        _run_all(notebooks, out, injected, kernel, log, command, skip_done, quiet, done)
+        _run_all(notebooks, out, injected, options, log, command, skip_done, quiet, done)
     finally:
         if took:
             unlock_results(out)
     return done
 
 
-def _run_all(notebooks: list[Path], out: Path, injected: dict[str, Any], kernel: str | None,
+def _run_all(notebooks: list[Path], out: Path, injected: dict[str, Any], options: dict[str, Any],
              log: dict[str, Any], command: str, skip_done: bool, quiet: bool,
              done: list[dict[str, Any]]) -> None:
     with _environ(DISTIL_COMMAND=command, PYTHONPATH=_pythonpath()):
@@ -168,7 +174,7 @@ def _run_all(notebooks: list[Path], out: Path, injected: dict[str, Any], kernel:
             # stderr meanwhile); the executed copy is saved cell by cell to follow a long one
             head = f"[{i}/{len(notebooks)}] {path.name}"
             try:
-                record = _run_or_skip(path, out, injected, kernel, log, command, skip_done)
+                record = _run_or_skip(path, out, injected, options, log, command, skip_done)
             except SuiteError as err:
                 _say(quiet, f"{head} FAILED after {err.record['seconds']:.1f} s")
                 raise
@@ -188,7 +194,7 @@ def _results_dir_from(params: dict[str, Any], results_dir: str | None) -> str | 
     return results_dir or from_p
 
 
-def _run_or_skip(path: Path, out: Path, injected: dict[str, Any], kernel: str | None,
+def _run_or_skip(path: Path, out: Path, injected: dict[str, Any], options: dict[str, Any],
                  log: dict[str, Any], command: str, skip_done: bool) -> dict[str, Any]:
     executed = out / "notebooks" / path.name
     digest = _sha256(path)
@@ -200,7 +206,7 @@ def _run_or_skip(path: Path, out: Path, injected: dict[str, Any], kernel: str | 
               "parameters": _jsonable(injected), "executed": str(executed),
               "source_sha256": digest, "profile_sha256": settings,
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command,
-              "versions": _versions()}
+              "versions": _versions(), "cell_timeout": options["execution_timeout"]}
     _log(out, log, record)  # an interrupted run leaves "running", never a stale "ok"
     executed.unlink(missing_ok=True)  # never blame an old copy for a new failure
     before = snapshot(out)
@@ -209,9 +215,11 @@ def _run_or_skip(path: Path, out: Path, injected: dict[str, Any], kernel: str | 
     t0 = time.perf_counter()
     try:
         with _environ(**{READ_LOG_ENV: str(reads)}):
-            _execute(path, executed, injected, kernel)
+            _execute(path, executed, injected, options)
     except BaseException as err:
         cell, first, message = _describe_failure(err, path, executed)
+        if isinstance(err, TimeoutError) and (limit := record["cell_timeout"]):  # CellTimeoutError
+            message += f"\n  cell timeout: {limit} s; for longer: --cell-timeout SECONDS (0: none)"
         record |= {"status": "failed", "seconds": round(time.perf_counter() - t0, 1),
                    "cell": cell, "cell_source": first, "error": message}
         _log(out, log, record)
@@ -226,13 +234,13 @@ def _run_or_skip(path: Path, out: Path, injected: dict[str, Any], kernel: str | 
     return record
 
 
-def _execute(path: Path, executed: Path, injected: dict[str, Any], kernel: str | None) -> None:
+def _execute(path: Path, executed: Path, injected: dict[str, Any], options: dict[str, Any]) -> None:
     import papermill as pm
 
     executed.parent.mkdir(parents=True, exist_ok=True)
     # cwd: the notebook's own folder, as when it is opened in Jupyter.
-    pm.execute_notebook(str(path), str(executed), parameters=injected, kernel_name=kernel,
-                        cwd=str(path.parent), progress_bar=False, log_output=False)
+    pm.execute_notebook(str(path), str(executed), parameters=injected, cwd=str(path.parent),
+                        progress_bar=False, log_output=False, **options)
 
 
 # --- log and environment ---------------------------------------------------------------------
@@ -284,6 +292,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--skip-done", action="store_true",
                     help="skip notebooks already executed successfully with the same "
                          "parameters and unchanged source")
+    ap.add_argument("--cell-timeout", type=int, metavar="SECONDS", help="fail a cell that runs "
+                    f"longer; 0: no limit (default: {CELL_TIMEOUTS} by profile, else none)")
     ap.add_argument("--check-clean", action="store_true",
                     help="only check that the source notebooks are committable; exit 1 if not")
     ap.add_argument("--strip", action="store_true",
@@ -303,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         done = run_suite(args.profile, args.only, params, notebooks_dir=args.notebooks_dir,
                          results_dir=args.results_dir, kernel=args.kernel,
-                         skip_done=args.skip_done)
+                         skip_done=args.skip_done, cell_timeout=args.cell_timeout)
     except SuiteError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
