@@ -241,6 +241,9 @@ def _row(name: str, preds: Mapping[str, np.ndarray], labels: np.ndarray, timing:
             "seconds_max": t["seconds_max"], "time_per_example_ms": t["time_per_example_ms"],
             "time_ratio_vs_teacher":
             t["time_ratio_vs_first"], "speedup_vs_teacher": t["speedup_vs_first"],
+            # rounds paired with the fp32 teacher's (time_dataset_pass: the first model)
+            "speedup_paired": t["paired_speedup_median"],
+            "speedup_interval": t["paired_speedup_interval"],
             "params_m": sizes[name].get("params_m"), "disk_mb": sizes[name]["disk_mb"],
             "disk_ratio_vs_teacher": sizes[name]["disk_mb"] / ref,
             "size_format": sizes[name].get("format")}

@@ -359,3 +359,18 @@ def test_readme_badges_are_current():
     readme = (ROOT / "README.md").read_text()
     assert colab.badges_markdown(ROOT / "notebooks") in readme, \
         "regenerate the README table with distil_utils.tools.colab.badges_markdown('notebooks')"
+
+
+def test_a_model_folder_fingerprint_ignores_its_card_but_not_its_weights(tmp_path):
+    from distil_utils.artefacts import STAMP
+    from distil_utils.tools.freshness import fingerprint
+
+    model = tmp_path / "student"
+    model.mkdir()
+    (model / STAMP).write_text('{"digest": "abc"}')
+    (model / "model.safetensors").write_bytes(b"w" * 100)
+    before = fingerprint(model)
+    (model / "README.md").write_text("card with the latest metrics")  # notebook 07's refresh
+    assert fingerprint(model) == before
+    (model / "model.safetensors").write_bytes(b"w" * 50)  # a truncated weight file
+    assert fingerprint(model) != before

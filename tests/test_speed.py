@@ -217,6 +217,9 @@ def test_deploy_report_end_to_end(pair, tokenizer, tmp_path, data_dir):
     assert rows["student fp32"]["agreement_with_student_fp32"] == 100.0
     for r in rows.values():
         assert 0 <= r["accuracy"] <= 100 and r["seconds"] > 0 and r["disk_mb"] > 0
+        lo, hi = r["speedup_interval"]  # per-round ratios paired with the teacher's rounds
+        assert lo <= r["speedup_paired"] <= hi
+    assert rows["teacher fp32"]["speedup_interval"] == [1.0, 1.0]
     if rep["onnx_error"] is None:
         assert rows["student ONNX fp32"]["agreement_with_student_fp32"] == 100.0
         # the int8 graph is pre-processed and quantised per channel; both models also run

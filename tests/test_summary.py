@@ -56,7 +56,10 @@ def test_targets_are_judged_from_the_results_files(tmp_path):
     write_result(cfg.out / "06_speed.json", {"ratios": {"speedup": 1.85}}, cfg)
     write_result(cfg.out / "deploy.json", {
         "models": {"student fp32": {"accuracy": 86.0},
-                   "student int8 (torch)": {"accuracy": 85.5, "speedup_vs_teacher": 3.2}}}, cfg)
+                   "student int8 (torch)": {"accuracy": 85.5, "speedup_vs_teacher": 3.2},
+                   "student ONNX int8": {"accuracy": 85.0, "speedup_vs_teacher": 3.3,
+                                         "speedup_paired": 3.1,
+                                         "speedup_interval": [2.9, 3.4]}}}, cfg)
     df = summary_tables(collect(cfg.out))["targets"].set_index("target")
     result = df["result"].to_dict()
     assert result["student keeps >= 95% of the teacher's SST-2 dev accuracy"] == "met"
@@ -68,7 +71,11 @@ def test_targets_are_judged_from_the_results_files(tmp_path):
     assert result["student >= 1.9x faster than the teacher (same protocol)"] == "MISSED"
     int8 = [k for k in result if k.startswith("int8 (torch)")]
     assert [result[k] for k in int8] == ["met", "met"]
-    assert all(result[k] == "not run" for k in result if k.startswith("ONNX"))
+    onnx = df.loc["ONNX int8 student >= 3x faster than the fp32 teacher (SST-2 dev, batch 1)"]
+    assert onnx["measured"] == pytest.approx(3.1)  # the paired ratio, with its interval
+    assert onnx["result"] == "within noise" and onnx["95% low"] == pytest.approx(2.9)
+    assert result["ONNX int8 student loses <= 1 point of SST-2 dev accuracy vs the fp32 "
+                  "student"] == "met"  # 86.0 - 85.0, no interval stored: the point decides
     assert df.loc["student keeps >= 95% of the teacher's SST-2 dev accuracy",
                   "measured"] == pytest.approx(100 * 86 / 90)
 

@@ -23,6 +23,7 @@ LOG_NAME = "reproduce_log.json"
 # checked on their own; checkpoints are resumable work and corpus/ the tokenised-corpus cache,
 # not results).
 UNTRACKED = {"notebooks", "checkpoints", "config", "corpus", LOG_NAME, "PROFILE.json"}
+CARD = "README.md"
 HASH_LIMIT = 64 << 20  # files larger than this (weights) are fingerprinted by size and mtime
 
 
@@ -30,13 +31,17 @@ def fingerprint(path: Path) -> str | None:
     """A file's sha256 (size and mtime for large ones); a model folder's stamp and file sizes.
 
     A stamped folder (`artefacts.STAMP`) stands for its model: a model made again gets a new
-    stamp, and a deleted or truncated weight file changes the sizes. None: nothing there.
+    stamp, and a deleted or truncated weight file changes the sizes (its card does not count).
+    None: nothing there.
     """
     if path.is_dir():
         stamp = path / STAMP
         if not stamp.is_file():
             return None
-        sizes = sorted((f.name, f.stat().st_size) for f in path.iterdir() if f.is_file())
+        # the model card (README.md) is left out: notebook 07 refreshes every card with the
+        # latest metrics, which is documentation, not a new model for 01-06 to re-run for
+        sizes = sorted((f.name, f.stat().st_size) for f in path.iterdir()
+                       if f.is_file() and f.name != CARD)
         return hashlib.sha256(stamp.read_bytes() + repr(sizes).encode()).hexdigest()
     if not path.is_file():
         return None
