@@ -65,9 +65,10 @@ def _paper_rows(table: dict[str, dict[str, float]], columns: list[str]) -> pd.Da
                          for name, vals in table.items()])
 
 
-def _present(df: pd.DataFrame) -> pd.DataFrame:
-    """Drop columns that no row fills (tasks the profile did not run)."""
-    keep = ["model"] + [c for c in df.columns if c != "model" and df[c].notna().any()]
+def _present(df: pd.DataFrame, key: str = "model") -> pd.DataFrame:
+    """Drop columns that no row fills (tasks the profile did not run; "" counts as empty)."""
+    keep = [key] + [c for c in df.columns
+                    if c != key and (df[c].notna() & (df[c] != "")).any()]
     return df[keep]
 
 
@@ -132,8 +133,7 @@ def ablation_table(results: dict[str, Any]) -> pd.DataFrame:
             "Δ SST-2 95% low": low, "Δ SST-2 95% high": high,
             "Δ SST-2 resolvable": _verdict(d.get("resolvable")),
             "Δ GLUE macro (paper)": paper.get(r["row"])})
-    return _present(pd.DataFrame(table).rename(columns={"row": "model"})).rename(
-        columns={"model": "row"})
+    return _present(pd.DataFrame(table), key="row")
 
 
 def glue_intervals(results: dict[str, Any], teacher: str = "teacher",
