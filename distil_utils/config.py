@@ -100,8 +100,10 @@ class Config:
     # loss scaling (False: float32, TF32 matmuls). CPU runs follow distill_autocast alone.
     gpu_mixed_precision: bool = True
     tf32: bool = True  # TF32 matmuls for what stays float32 on GPUs that have them
-    # How long ranks wait for each other (rank 0 tokenises the paper corpus alone first).
-    dist_timeout_s: int = 6 * 3600
+    # How long a collective waits for the slowest rank (a step, a checkpoint, a compilation):
+    # minutes, so a dead rank stops the others soon. The corpus is tokenised before the
+    # multi-process run, in one process (`distill --prepare-corpus`), not inside it.
+    dist_timeout_s: int = 15 * 60
     # Where the tokenised corpus is cached; None: results/<profile>/corpus (multi-node: a
     # folder every node sees).
     corpus_cache: str | None = None

@@ -11,21 +11,22 @@ loader and scheduler wrappers are not used, because resuming must be exact.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-DEFAULT_TIMEOUT_S = 6 * 3600
+# The collectives of training wait for the slowest rank's step, checkpoint or compilation:
+# minutes. The corpus is tokenised beforehand, in one process (`distill --prepare-corpus`),
+# so no rank waits hours in a collective and a dead rank is noticed in minutes.
+DEFAULT_TIMEOUT_S = 15 * 60
 
 
 def process_state(timeout_s: int | None = None) -> Any:
     """accelerate's process state; the first call initialises the process group under a
-    launcher, with `timeout_s` (NCCL's default, 10 minutes, is shorter than rank 0's
-    tokenisation of the paper's corpus while the others wait)."""
+    launcher, with `timeout_s` for every collective (`config.dist_timeout_s`)."""
     from accelerate import PartialState
 
     if PartialState._shared_state:  # already initialised: the timeout was set then
@@ -55,22 +56,67 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device("cuda", torch.cuda.current_device())
 
 
+def capability(device: torch.device | None = None) -> tuple[int, int]:
+    """The CUDA compute capability of `device` (the current GPU by default), e.g. (7, 5)."""
+    return tuple(torch.cuda.get_device_capability(device))
+
+
+def native_bf16(device: torch.device | None = None) -> bool:
+    """Whether the GPU computes in bf16 natively (compute capability 8.0 on: A100, L4, H100).
+
+    torch's `is_bf16_supported()` also answers yes where bf16 is only emulated (sm70 V100,
+    sm75 T4, Colab's free GPU), several times slower than fp16 there; the suite takes bf16
+    only where it is native, as `is_bf16_supported(including_emulation=False)` does.
+    """
+    if torch.version.hip:  # ROCm: every supported AMD GPU has bf16
+        return True
+    return capability(device)[0] >= 8
+
+
+def gpu_precision(device: torch.device | None = None) -> str:
+    """The mixed precision of a GPU: "bf16" where native, else "fp16" (with loss scaling)."""
+    return "bf16" if native_bf16(device) else "fp16"
+
+
 def set_tf32(enabled: bool, device: torch.device) -> None:
-    """TF32 matmuls and convolutions for what runs in float32 on a GPU that has them."""
-    if device.type == "cuda" and enabled:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    """TF32 for float32 CUDA matmuls and convolutions on a GPU that has it (8.0 on), for the
+    whole process; the one place the suite sets it (fine-tuning too: `Trainer` gets no tf32).
+
+    torch 2.13 keeps two sets of flags and raises "a mix of the legacy and new APIs" when they
+    disagree and are read: after the legacy `allow_tf32` flags, or even after `Trainer(tf32=
+    True)` alone, `torch.get_float32_matmul_precision()` (which inductor reads) raises. This
+    combination leaves every reader working (tests/test_gpu_path.py), and CPU (oneDNN)
+    matmuls in full float32, so the CPU timings of notebook 06 are unchanged.
+    """
+    if device.type == "cuda" and enabled and capability(device)[0] >= 8:  # TF32: Ampere on
+        torch.set_float32_matmul_precision("high")
+        torch.backends.mkldnn.matmul.fp32_precision = "ieee"
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
 
 
-@contextlib.contextmanager
-def main_process_first(timeout_s: int | None = None) -> Iterator[None]:
-    """Rank 0 runs the block first (it fills the corpus cache), then the others."""
-    rank, world = dist_info(timeout_s)
-    if world == 1:
-        yield
-        return
-    with process_state().main_process_first():
-        yield
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """The tensors of `batch` copied to `device` (other values kept); to a GPU from pinned
+    memory without blocking, so the copy neither waits for nor stalls the queued work."""
+    if device.type != "cuda":
+        return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    return {k: v.pin_memory().to(device, non_blocking=True) if torch.is_tensor(v) else v
+            for k, v in batch.items()}
+
+
+def check_single_process(what: str) -> None:
+    """Refuse to run `what` under several processes (torchrun), before any work or write.
+
+    Fine-tuning runs in one process on one device: every rank would save the model into the
+    same folder and write the same run record and results file. A GLUE task fine-tunes on one
+    GPU in minutes; the suite's multi-process runs are distillation's (`distill`).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        raise RuntimeError(
+            f"{what} runs in one process, but this is one of {world} (WORLD_SIZE={world}, "
+            "set by torchrun or accelerate launch): run it without the launcher, e.g. "
+            "`python ...` or in the notebook; with several GPUs, pick one with "
+            "CUDA_VISIBLE_DEVICES=0. Only distillation runs one process per device.")
 
 
 def make_accelerator(mixed_precision: str | None, device: torch.device) -> Any:
@@ -105,10 +151,13 @@ class LossModule(torch.nn.Module):
     teacher stays a closure of `fn`, outside the module: DDP neither broadcasts nor wraps it.
     """
 
-    def __init__(self, model: torch.nn.Module, fn: Callable[..., dict]) -> None:
+    def __init__(self, model: torch.nn.Module,
+                 fn: Callable[[torch.nn.Module, dict], dict]) -> None:
         super().__init__()
         self.model = model
         self._fn = fn
 
-    def forward(self, batch: dict[str, torch.Tensor], gen: torch.Generator) -> dict:
-        return self._fn(self.model, batch, gen)
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict:
+        # `batch` is already on the device (`training.StepLoss.prepare`, `to_device`): DDP
+        # with `device_ids` moves its inputs before this runs, and nothing here is on the host
+        return self._fn(self.model, batch)

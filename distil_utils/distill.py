@@ -26,11 +26,12 @@ from .devices import dist_info, resolve_device
 from .fused_head import can_fuse, fused_triple_loss
 from .heldout import evaluate_mlm
 from .losses import triple_loss
-from .masking import mask_tokens, masking_weights
+from .masking import encoder_mask, masked_batch, masking_weights
 from .results_io import ResultsLockedError, lock_results, write_result
 from .teacher import check_vocab, prepare_teacher, prepare_tokenizer
 from .training import (
     LossFn,
+    StepLoss,
     apply_speed_settings,
     autocast,
     checkpoint_for,
@@ -40,28 +41,40 @@ from .training import (
 
 
 # ------------------------------------------------------------------------ the losses
+def mlm_prepare(cfg: Config, weights: torch.Tensor, mask_id: int,
+                vocab_size: int) -> Callable[[dict, torch.Generator], dict]:
+    """The host half of every masked-LM step (`training.StepLoss.prepare`): the reference's
+    smoothed dynamic masking and the loss's row indices (`masking.masked_batch`)."""
+
+    def prepare(batch: dict, gen: torch.Generator) -> dict:
+        return masked_batch(batch, weights, mask_id, vocab_size, gen, mlm_prob=cfg.mlm_prob,
+                            count_special=cfg.mlm_count_special,
+                            ce_on_masked_only=cfg.ce_on_masked_only)
+
+    return prepare
+
+
 def make_distill_loss(teacher: torch.nn.Module, cfg: Config, weights: torch.Tensor,
                       mask_id: int, vocab_size: int) -> LossFn:
     """The paper's step: mask, run the frozen teacher, run the student, triple loss.
 
-    The speed settings of `cfg` (`distill_fused_head`, `distill_autocast`,
-    `distill_compile`) change how, not what, the step computes.
+    The masking is done on the host (`mlm_prepare`); the rest runs on the device. The speed
+    settings of `cfg` (`distill_fused_head`, `distill_autocast`, `distill_compile`) change
+    how, not what, the step computes.
     """
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
     compiled: set[int] = set()
 
-    def loss_fn(student: torch.nn.Module, batch: dict, gen: torch.Generator) -> dict:
-        dev = next(teacher.parameters()).device
+    def forward(student: torch.nn.Module, batch: dict) -> dict:
+        dev = batch["input_ids"].device
         if cfg.distill_compile and dev.type == "cuda" and id(student) not in compiled:
             for m in (teacher, getattr(student, "module", student)):
                 getattr(m, "bert", getattr(m, "distilbert", m)).compile()
             compiled.add(id(student))
-        ids, am = batch["input_ids"], batch["attention_mask"]
-        masked, labels = mask_tokens(ids, am, weights, mask_id, vocab_size, cfg.mlm_prob, gen,
-                                     count_special=cfg.mlm_count_special)
-        masked, labels, am = masked.to(dev), labels.to(dev), am.to(dev)
+        masked, am, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+        enc_am = encoder_mask(batch)  # None without padding: no device sync in transformers
         terms = dict(temperature=cfg.temperature, alpha_ce=cfg.alpha_ce,
                      alpha_mlm=cfg.alpha_mlm, alpha_cos=cfg.alpha_cos,
                      ce_on_masked_only=cfg.ce_on_masked_only)
@@ -71,16 +84,18 @@ def make_distill_loss(teacher: torch.nn.Module, cfg: Config, weights: torch.Tens
                 return fused_triple_loss(teacher, student, masked, am, labels,
                                          chunk_rows=cfg.distill_chunk_rows, **terms)
             with torch.inference_mode():
-                t_out = teacher(input_ids=masked, attention_mask=am, output_hidden_states=True)
+                t_out = teacher(input_ids=masked, attention_mask=enc_am,
+                                output_hidden_states=True)
             # Inference tensors cannot be saved for backward: the (small) hidden states are
             # copied out; the logits are only read through an index_select that copies the
             # rows the loss uses.
             t_hidden = t_out.hidden_states[-1].clone()
-            s_out = student(input_ids=masked, attention_mask=am, output_hidden_states=True)
+            s_out = student(input_ids=masked, attention_mask=enc_am, output_hidden_states=True)
             return triple_loss(s_out.logits, t_out.logits, s_out.hidden_states[-1], t_hidden,
-                               labels, am, **terms)
+                               labels, am, ce_index=batch["ce_index"],
+                               mlm_index=batch["mlm_index"], **terms)
 
-    return loss_fn
+    return StepLoss(mlm_prepare(cfg, weights, mask_id, vocab_size), forward)
 
 
 def make_mlm_loss(cfg: Config, weights: torch.Tensor, mask_id: int, vocab_size: int) -> LossFn:
@@ -90,19 +105,17 @@ def make_mlm_loss(cfg: Config, weights: torch.Tensor, mask_id: int, vocab_size: 
     loss only needs the ~15% masked ones, so the head is applied to those rows alone.
     """
 
-    def loss_fn(model: torch.nn.Module, batch: dict, gen: torch.Generator) -> dict:
+    def forward(model: torch.nn.Module, batch: dict) -> dict:
         # `model` is the bare model: train_loop calls this inside DDP's forward
         # (devices.LossModule), so the rows-only head below is still all-reduced
-        dev = next(model.parameters()).device
-        ids, am = batch["input_ids"], batch["attention_mask"]
-        masked, labels = mask_tokens(ids, am, weights, mask_id, vocab_size, cfg.mlm_prob, gen,
-                                     count_special=cfg.mlm_count_special)
-        hidden = model.bert(input_ids=masked.to(dev), attention_mask=am.to(dev)).last_hidden_state
-        sel = labels.to(dev) != -100
-        logits = model.cls(hidden[sel])
-        return {"loss": F.cross_entropy(logits.float(), labels.to(dev)[sel])}
+        hidden = model.bert(input_ids=batch["input_ids"],
+                            attention_mask=encoder_mask(batch)).last_hidden_state
+        rows = batch["mlm_index"]  # the masked positions, found on the host
+        logits = model.cls(hidden.reshape(-1, hidden.size(-1)).index_select(0, rows))
+        gold = batch["labels"].reshape(-1).index_select(0, rows)
+        return {"loss": F.cross_entropy(logits.float(), gold)}
 
-    return loss_fn
+    return StepLoss(mlm_prepare(cfg, weights, mask_id, vocab_size), forward)
 
 
 # ------------------------------------------------------------------- the pipeline
@@ -117,21 +130,34 @@ def corpus_weights(seqs: Any, tokenizer: Any, smoothing: float | None) -> torch.
     return masking_weights(counts, tokenizer.all_special_ids, len(tokenizer), smoothing)
 
 
+class CorpusNotPreparedError(RuntimeError):
+    """A multi-process run found no tokenised corpus: it is prepared in one process first."""
+
+
 def prepare_corpus(cfg: Config, tokenizer: Any) -> tuple[Any, Any]:
     """Tokenised (train, held-out) sequences for the profile's corpus, and the recipe.
 
-    Tokenised once per corpus settings and cached on disk (`data.prepare_sequences`):
-    rank 0 builds a missing cache while the other ranks wait (`dist_timeout_s`), then every
-    rank memory-maps it. The recipe's derived settings are filled in on `cfg`
-    (`recipe.resolve`: grad_accum from the number of processes, max_steps from epochs).
+    Tokenised once per corpus settings and cached on disk (`data.prepare_sequences`), then
+    memory-mapped. In one process a missing cache is built here. Under several processes it
+    must exist already (`python -m distil_utils.distill --prepare-corpus`, one process, on a
+    file system every rank reads): each rank refuses before the process group starts, rather
+    than waiting in a collective for hours while rank 0 tokenises the paper's corpus; so the
+    collectives of training keep a timeout of minutes (`dist_timeout_s`). The recipe's derived
+    settings are filled in on `cfg` (`recipe.resolve`: grad_accum from the number of
+    processes, max_steps from epochs).
     """
-    from .data import prepare_sequences
-    from .devices import main_process_first
+    from .data import corpus_cache_dir, corpus_info, prepare_sequences
     from .recipe import resolve
 
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and corpus_info(cfg) is None:
+        raise CorpusNotPreparedError(
+            f"no tokenised corpus at {corpus_cache_dir(cfg)} for this run of {launched} "
+            "processes: prepare it once, in one process, with the same profile and -p "
+            f"settings: python -m distil_utils.distill --profile {cfg.profile} [-p ...] "
+            "--prepare-corpus; then start torchrun again")
     _, world = dist_info(cfg.dist_timeout_s)
-    with main_process_first(cfg.dist_timeout_s):
-        train, held = prepare_sequences(cfg, tokenizer)
+    train, held = prepare_sequences(cfg, tokenizer)
     resolve(cfg, len(train), world)
     return train, held
 
@@ -231,6 +257,9 @@ def main(argv: list[str] | None = None) -> None:
                     "batches, steps, precision) as one JSON object and exit, training nothing")
     ap.add_argument("--world-size", type=int, default=None,
                     help="with --plan: plan for this many processes (default: this machine)")
+    ap.add_argument("--prepare-corpus", action="store_true",
+                    help="tokenise the profile's corpus into its cache (one process, before a "
+                    "torchrun run; nothing is done when it is there) and exit")
     args = ap.parse_args(argv)
     if args.plan:
         import json
@@ -238,6 +267,9 @@ def main(argv: list[str] | None = None) -> None:
         from .recipe import plan
 
         print(json.dumps(plan(config_from_cli(args.profile, args.param), args.world_size)))
+        return
+    if args.prepare_corpus:
+        prepare_corpus_only(ap, args)
         return
     try:  # every bad setting or output path is named here, before any work
         cfg = config_from_cli(args.profile, args.param)
@@ -250,7 +282,10 @@ def main(argv: list[str] | None = None) -> None:
         ap.exit(2, f"error: {err}\n")
     torch.manual_seed(cfg.seed)
     tokenizer = prepare_tokenizer(cfg)
-    train, held = prepare_corpus(cfg, tokenizer)
+    try:
+        train, held = prepare_corpus(cfg, tokenizer)
+    except CorpusNotPreparedError as err:
+        ap.exit(2, f"error: {err}\n")
     teacher, teacher_path, _ = prepare_teacher(cfg, tokenizer, train, held)
     student, history = run_distillation(cfg, teacher, tokenizer, train, name=args.name,
                                         init=args.init, stop_at=args.stop_at)
@@ -270,6 +305,25 @@ def main(argv: list[str] | None = None) -> None:
                      cfg)
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+def prepare_corpus_only(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """`--prepare-corpus`: build the tokenised corpus cache in this one process (idempotent)."""
+    import json
+
+    from .data import corpus_cache_dir, corpus_info, prepare_sequences
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        ap.exit(2, "error: --prepare-corpus runs in one process: start it without torchrun\n")
+    try:
+        cfg = config_from_cli(args.profile, args.param)
+        lock_results(cfg.out, f"distill --profile {args.profile} --prepare-corpus")
+    except (ValueError, ResultsLockedError, NotADirectoryError) as err:
+        ap.exit(2, f"error: {err}\n")
+    found = corpus_info(cfg) is not None
+    prepare_sequences(cfg, prepare_tokenizer(cfg))
+    print(json.dumps({"corpus_cache": str(corpus_cache_dir(cfg)),
+                      "already_prepared": found, **(corpus_info(cfg) or {})}))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from transformers import (
 
 from . import ft_runs
 from .config import Config
+from .devices import check_single_process
 from .finetune import (
     finish,
     make_trainer,
@@ -93,6 +94,7 @@ def finetune_imdb(model_path: str, cfg: Config, seed: int, tokenizer: Any = None
     Returns `accuracy`, `test_source` (the test split, or the held-out part of train
     offline) and the example counts, so the number is never mistaken for the full test set.
     """
+    check_single_process("fine-tuning")  # before anything is read or written
     stamp, rid, done = ft_runs.lookup(cfg, model_path, "imdb", seed, output_dir, needs=KEPT)
     if done is not None:
         return done
@@ -217,6 +219,7 @@ def finetune_squad(model_path: str, cfg: Config, seed: int, teacher_qa_path: str
     DistilBERT (D)'s: (1 - squad_kd_alpha)·CE + squad_kd_alpha·T²·KL on the start and end
     logits, T = cfg.temperature, the teacher frozen in eval mode.
     """
+    check_single_process("fine-tuning")  # before anything is read or written
     if teacher_qa_path is not None:
         _check_qa_teacher(resolve_model(teacher_qa_path))
     what = "squad" if teacher_qa_path is None else "squad_d"

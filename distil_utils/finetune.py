@@ -32,6 +32,7 @@ from transformers import (
 
 from . import ft_runs
 from .config import GLUE_TASKS, Config
+from .devices import check_single_process, gpu_precision, set_tf32
 from .glue_tasks import EVAL_SPLITS, TEXT_KEYS
 from .hub import load_split, load_tokenizer, local_files, resolve_model
 from .metrics import GLUE_METRICS, glue_macro_score, glue_metrics, load_metric, task_score
@@ -92,19 +93,17 @@ def training_args(cfg: Config, seed: int, out: str, epochs: float,
 
 
 def device_kwargs(cfg: Config) -> dict[str, Any]:
-    """Precision and the per-device batch: bf16 autocast on GPUs that have it, else fp16
-    with loss scaling (`gpu_mixed_precision`), TF32; under torchrun (one process per GPU,
-    DDP) each process takes ft_batch_size / processes, so the recipe's batch is kept."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if cfg.ft_batch_size % world:
-        raise ValueError(f"ft_batch_size {cfg.ft_batch_size} does not split over {world} "
-                         "processes: choose a multiple of the process count")
-    out: dict[str, Any] = {"per_device_train_batch_size": cfg.ft_batch_size // world}
+    """Precision and the batch: on a GPU bf16 autocast where it is native, else fp16 with
+    loss scaling (`gpu_mixed_precision`, `devices.gpu_precision`), TF32 from Ampere on
+    (`devices.set_tf32`, not Trainer's `tf32`: see there). One process
+    (`devices.check_single_process`): fine-tuning never runs under torchrun."""
+    check_single_process("fine-tuning")
+    out: dict[str, Any] = {"per_device_train_batch_size": cfg.ft_batch_size}
     if torch.cuda.is_available():
         amp = cfg.gpu_mixed_precision
-        bf16 = amp and torch.cuda.is_bf16_supported()
-        ampere = torch.cuda.get_device_capability()[0] >= 8  # TF32 exists from Ampere on
-        out.update(bf16=bf16, fp16=amp and not bf16, tf32=(cfg.tf32 and ampere) or None)
+        bf16 = amp and gpu_precision() == "bf16"
+        set_tf32(cfg.tf32, torch.device("cuda", torch.cuda.current_device()))
+        out.update(bf16=bf16, fp16=amp and not bf16)
     return out
 
 
@@ -198,6 +197,7 @@ def glue_run(model_path: str, task: str, cfg: Config, seed: int,
              output_dir: Path | None = None, tokenizer: Any = None) -> dict[str, Any]:
     """`{"metrics": finetune_glue's dict, "dev": {split: predictions, labels, intervals}}`;
     done once per model, task, seed and settings (`ft_runs`)."""
+    check_single_process("fine-tuning")  # before anything is read or written
     cfg = task_config(cfg, task)
     stamp, rid, done = ft_runs.lookup(cfg, model_path, task, seed, output_dir)
     if done is not None:  # scored before under exactly these settings: not run again
@@ -258,6 +258,7 @@ def run_glue(model_path: str, cfg: Config, name: str, tokenizer: Any = None,
     seeds, and `dev`, each run's dev predictions, labels and 95% bootstrap intervals); the
     first seed's model of each task is saved under `finetuned/<name>_<task>`.
     """
+    check_single_process("fine-tuning")
     tasks = tuple(tasks or cfg.glue_tasks)
     for t in tasks:
         _check_task(t)

@@ -86,9 +86,16 @@ def precision_dtype(precision: str | None) -> torch.dtype:
 
 
 def run_throughput(history: list[dict], teacher_config: Any, student_config: Any,
-                   sequences_per_step: int, peak: float, skip: int = 1) -> dict[str, float]:
+                   sequences_per_step: int, peak: float, skip: int = 1,
+                   world: int = 1) -> dict[str, float]:
     """Real tokens/s and MFU of a `train_loop` history (its first `skip` steps, warm-up and
-    compilation, left out); attention FLOPs from the mean sequence length of each step."""
+    compilation, left out); attention FLOPs from the mean sequence length of each step.
+
+    A history's `tokens` are the global batch's, all-reduced over the `world` processes, and
+    `sequences_per_step` is the global batch: the work of all devices. MFU compares one
+    device's share (the total over `world`) with one device's `peak`; both the global and the
+    per-device token rates are returned.
+    """
     rows = history[skip:] if len(history) > skip else history
     start = history[skip - 1]["seconds"] if len(history) > skip and skip else 0.0
     seconds = rows[-1]["seconds"] - start
@@ -98,8 +105,12 @@ def run_throughput(history: list[dict], teacher_config: Any, student_config: Any
         mean = r["tokens"] / sequences_per_step
         flops += distill_step_flops(teacher_config, student_config,
                                     [mean] * sequences_per_step, head_rows=r["tokens"])
-    return {"real_tokens_per_s": tokens / seconds, "model_flops_per_s": flops / seconds,
-            "peak_flops_per_s": peak, "mfu": flops / seconds / peak, "steps_timed": len(rows)}
+    per_device = flops / world / seconds
+    return {"real_tokens_per_s": tokens / seconds,
+            "real_tokens_per_s_per_device": tokens / world / seconds,
+            "model_flops_per_s": flops / seconds, "model_flops_per_s_per_device": per_device,
+            "peak_flops_per_s": peak, "mfu": per_device / peak, "world": world,
+            "steps_timed": len(rows)}
 
 
 def batch_lengths(batches: Any) -> list[int]:

@@ -67,3 +67,37 @@ def mask_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, weights: 
                       torch.where(action == 1, random_ids, flat[chosen]))
     masked[chosen] = new
     return masked.view_as(input_ids), labels.view_as(input_ids)
+
+
+def masked_batch(batch: dict[str, torch.Tensor], weights: torch.Tensor, mask_token_id: int,
+                 vocab_size: int, generator: torch.Generator, *, mlm_prob: float = 0.15,
+                 count_special: bool = True,
+                 ce_on_masked_only: bool = False) -> dict[str, torch.Tensor]:
+    """One micro-batch made ready for a masked-LM step, on the host.
+
+    The masking (`mask_tokens`, with the step's CPU generator) and the row indices the losses
+    read — `mlm_index`, the masked positions, and `ce_index`, the distillation term's rows
+    (every real token, or the masked ones) — are computed here, before the batch goes to the
+    device: under DDP with `device_ids` the forward receives tensors already moved to the GPU
+    (the CPU weights and generator would meet CUDA ids), and on a GPU a `nonzero` or a boolean
+    index in the step would wait for the device at every micro-batch. "padded" (a Python bool)
+    says whether any position is padding (`encoder_mask`).
+    """
+    ids, am = batch["input_ids"], batch["attention_mask"]
+    masked, labels = mask_tokens(ids, am, weights, mask_token_id, vocab_size, mlm_prob,
+                                 generator, count_special=count_special)
+    mlm_index = (labels.reshape(-1) != -100).nonzero(as_tuple=True)[0]
+    ce_index = mlm_index if ce_on_masked_only else am.reshape(-1).nonzero(as_tuple=True)[0]
+    return {"input_ids": masked, "attention_mask": am, "labels": labels,
+            "mlm_index": mlm_index, "ce_index": ce_index, "padded": bool((am == 0).any())}
+
+
+def encoder_mask(batch: dict) -> torch.Tensor | None:
+    """The attention mask to give the encoders: None for a batch without padding.
+
+    transformers' SDPA mask builder asks `padding_mask.all()` at every forward (to drop an
+    all-ones mask), a device synchronisation on a GPU; the host knows the answer
+    (`masked_batch`'s "padded"), and None is what the builder would have made of the mask.
+    Length-grouped batches of full 512-token sequences, the paper's, have no padding.
+    """
+    return batch["attention_mask"] if batch["padded"] else None

@@ -44,8 +44,8 @@ def check_recipe(cfg: Config) -> None:
         raise RecipeError(f"global_batch {cfg.global_batch} is smaller than one device's batch "
                           f"(batch_size {cfg.batch_size}): lower batch_size")
     if cfg.dist_timeout_s < 60:
-        raise RecipeError(f"dist_timeout_s must be >= 60 (got {cfg.dist_timeout_s}): rank 0 "
-                          "prepares the corpus while the other ranks wait")
+        raise RecipeError(f"dist_timeout_s must be >= 60 (got {cfg.dist_timeout_s}): a "
+                          "collective waits that long for a rank's checkpoint or compilation")
 
 
 def grad_accum(cfg: Config, world: int) -> int:
@@ -81,14 +81,16 @@ def resolve(cfg: Config, n_sequences: int, world: int) -> Config:
 
 
 def precision(cfg: Config, device: torch.device | str) -> str | None:
-    """"bf16", "fp16" or None (float32) for a run on `device`."""
-    import torch
+    """"bf16", "fp16" or None (float32) for a run on `device`: on a GPU, bf16 only where it
+    is native (`devices.gpu_precision`: a T4 or V100 gets fp16 with loss scaling)."""
+    from .devices import gpu_precision
 
     kind = device if isinstance(device, str) else device.type
     if cfg.distill_autocast is not None:
         return cfg.distill_autocast
     if kind == "cuda" and cfg.gpu_mixed_precision:
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        dev = device if not isinstance(device, str) and device.index is not None else None
+        return gpu_precision(dev)
     return None
 
 

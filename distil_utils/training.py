@@ -23,9 +23,32 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import Config
 from .data import batch_stream
-from .devices import dist_info, resolve_device
+from .devices import dist_info, resolve_device, to_device
 
-LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor], torch.Generator], dict]
+
+class StepLoss:
+    """A training step's loss in two halves, so that the device only ever sees device tensors.
+
+    `prepare(batch, gen)` runs on the host, outside DDP: the masking with the step's seeded
+    CPU generator and the row indices the loss reads (`masking.masked_batch`). The prepared
+    batch is then copied to the device (`devices.to_device`: pinned, non-blocking) and
+    `forward(model, batch)` runs inside DDP's forward (`devices.LossModule`). With
+    `device_ids`, DDP moves every tensor of its inputs to its GPU before the module runs, so
+    anything done there with host tensors (the CPU masking weights, a CPU generator) would
+    mix devices. Calling the object does both halves on the model's device (tests, tools).
+    """
+
+    def __init__(self, prepare: Callable[[dict, torch.Generator], dict],
+                 forward: Callable[[torch.nn.Module, dict], dict]) -> None:
+        self.prepare, self.forward = prepare, forward
+
+    def __call__(self, model: torch.nn.Module, batch: dict[str, torch.Tensor],
+                 gen: torch.Generator) -> dict[str, torch.Tensor]:
+        dev = next(model.parameters()).device
+        return self.forward(model, to_device(self.prepare(batch, gen), dev))
+
+
+LossFn = StepLoss
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -79,7 +102,13 @@ class TrainStep:
 
     The model and its loss go into DDP (with several processes) and autocast through
     `accelerate`, as one module (`devices.LossModule`); `sched` is stepped by hand, once per
-    optimizer step (accelerate's would step once per process).
+    optimizer step (accelerate's would step once per process). Each micro-batch is prepared
+    on the host (`StepLoss.prepare`) and copied to the device before DDP's forward.
+
+    Host synchronisations: none inside a micro-step (the masking and the loss's row indices
+    are host work, copies are non-blocking, the logged terms are summed on the device); one
+    per optimizer step, to read the losses and the gradient norm for the finite checks and
+    the log, which must see the values before the update.
     """
 
     def __init__(self, model: torch.nn.Module, loss_fn: LossFn, acc: Any,
@@ -87,12 +116,24 @@ class TrainStep:
                  world: int = 1, desc: str = "train") -> None:
         from .devices import LossModule
 
-        self.model, self.acc, self.sched, self.cfg = model, acc, sched, cfg
+        self.model, self.loss_fn, self.acc, self.sched, self.cfg = model, loss_fn, acc, sched, cfg
         self.rank, self.world, self.desc = rank, world, desc
         self.dev = next(model.parameters()).device
-        self.wrapped = acc.prepare_model(LossModule(model, loss_fn), device_placement=False)
+        self.wrapped = acc.prepare_model(LossModule(model, loss_fn.forward),
+                                         device_placement=False)
         self.aopt = acc.prepare_optimizer(opt, device_placement=False)
         self.gen = torch.Generator()
+
+    def micro_step(self, batch: dict[str, torch.Tensor], last: bool) -> dict[str, torch.Tensor]:
+        """Forward and backward of one micro-batch (gradients summed into `.grad`; DDP
+        all-reduces them on the `last` one): its loss terms, detached, on the device."""
+        prepared = to_device(self.loss_fn.prepare(batch, self.gen), self.dev)
+        ctx = contextlib.nullcontext() if last else self.acc.no_sync(self.wrapped)
+        with ctx:
+            out = self.wrapped(prepared)
+            # the loss is not divided by grad_accum here: see __call__
+            self.acc.backward(out["loss"])
+        return {k: v.detach() for k, v in out.items()}
 
     def __call__(self, step: int, batches: Iterator[dict]) -> tuple[dict[str, float], int, float]:
         """Step number `step` (0-based) on the next `cfg.grad_accum` batches of `batches`:
@@ -104,14 +145,19 @@ class TrainStep:
         tokens = 0
         for micro in range(cfg.grad_accum):
             batch = next(batches)
-            tokens += int(batch["attention_mask"].sum())
-            last = micro == cfg.grad_accum - 1
-            ctx = contextlib.nullcontext() if last else acc.no_sync(self.wrapped)
-            with ctx:
-                out = self.wrapped(batch, self.gen)
-                acc.backward(out["loss"] / cfg.grad_accum)
-            for k, v in out.items():  # summed on the device: one host sync per step
-                sums[k] = sums.get(k, 0.0) + v.detach().float() / cfg.grad_accum
+            tokens += int(batch["attention_mask"].sum())  # a host tensor: no device sync
+            out = self.micro_step(batch, last=micro == cfg.grad_accum - 1)
+            for k, v in out.items():  # summed on the device
+                sums[k] = sums.get(k, 0.0) + v.float()
+        if cfg.grad_accum > 1:
+            # The mean over micro-batches is taken of the accumulated float32 gradients (still
+            # loss-scaled under fp16, so an overflow stays inf for the scaler to see), not of
+            # each micro-batch's loss: dividing the loss by 250 before fp16's backward would
+            # push its per-row gradients 250x deeper into fp16's subnormal range
+            # (tests/test_gpu_path.py measures it).
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            torch._foreach_mul_(grads, 1.0 / cfg.grad_accum)
+            sums = {k: v / cfg.grad_accum for k, v in sums.items()}
         keys = sorted(sums)
         vec = torch.stack([torch.as_tensor(sums[k], device=dev).float() for k in keys]
                           + [torch.tensor(float(tokens), device=dev)])

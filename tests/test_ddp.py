@@ -36,8 +36,10 @@ WORKER = textwrap.dedent("""
     from distil_utils.teacher import prepare_teacher, prepare_tokenizer
     from distil_utils.recipe import plan
     from distil_utils.student import load_teacher
+    from distil_utils.data import batch_stream
+    from distil_utils.flops import run_throughput
 
-    results, corpus, teacher_dir, steps = sys.argv[1:5]
+    results, corpus, teacher_dir, steps, mode = sys.argv[1:6]
     cfg = get_config(
         "paper", explicit_none=("data_dir", "corpus_max_docs", "epochs", "tokenizer"),
         results_dir=results, corpus=(corpus,), data_dir=None, corpus_max_docs=None,
@@ -55,11 +57,23 @@ WORKER = textwrap.dedent("""
 
     tok = prepare_tokenizer(cfg)
     train, held = prepare_corpus(cfg, tok)
+    if mode == "prepare":  # one process, before torchrun (what distill --prepare-corpus does)
+        sys.exit(0)
     initial = digest(load_teacher(teacher_dir))
     teacher, _, report = prepare_teacher(cfg, tok, train, held)
     student, history = run_distillation(cfg, teacher, tok, train)
     rank, world = dist_info()
+    # this rank's own real tokens, replayed from the data stream: the history's are global
+    stream = batch_stream(train, cfg.batch_size, cfg.seed, tok.pad_token_id, rank=rank,
+                          world=world)
+    local = sum(int(b["attention_mask"].sum())
+                for _, (_, b) in zip(range(cfg.max_steps * cfg.grad_accum), stream))
+    speed = run_throughput(history, teacher.config, student.config,
+                           cfg.batch_size * cfg.grad_accum * world, peak=1e12, skip=0,
+                           world=world)
     out = {"rank": rank, "world": world, "plan": planned, "grad_accum": cfg.grad_accum,
+           "local_tokens": local, "tokens": sum(h["tokens"] for h in history),
+           "throughput": speed,
            "max_steps": cfg.max_steps, "teacher_initial": initial, "teacher": digest(teacher),
            "student": digest(student), "steps": [h["step"] for h in history],
            "loss": [h["loss"] for h in history]}
@@ -79,10 +93,13 @@ def setup(tmp_path_factory):
     return base, corpus
 
 
-def _cmd(base: Path, results: Path, corpus: Path) -> list[str]:
+def _cmd(base: Path, results: Path, corpus: Path, mode: str = "train") -> list[str]:
+    args = [str(base / "worker.py"), str(results), str(corpus), str(base / "teacher"),
+            str(STEPS), mode]
+    if mode == "prepare":  # the corpus is tokenised in one process before torchrun
+        return [sys.executable, *args]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-            "2", str(base / "worker.py"), str(results), str(corpus), str(base / "teacher"),
-            str(STEPS)]
+            "2", *args]
 
 
 def _env() -> dict[str, str]:
@@ -92,9 +109,10 @@ def _env() -> dict[str, str]:
 
 def _run(base: Path, results: Path, corpus: Path) -> list[dict]:
     results.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(_cmd(base, results, corpus), env=_env(), capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-20000:]
+    for mode in ("prepare", "train"):
+        proc = subprocess.run(_cmd(base, results, corpus, mode), env=_env(),
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-20000:]
     return [json.loads((results / f"rank{r}.json").read_text()) for r in (0, 1)]
 
 
@@ -137,6 +155,8 @@ def test_sigkill_then_resume_under_ddp_gives_the_uninterrupted_weights(setup, re
     base, corpus = setup
     killed = base / "killed"
     killed.mkdir()
+    prep = subprocess.run(_cmd(base, killed, corpus, "prepare"), env=_env(), timeout=900)
+    assert prep.returncode == 0
     ckpt = killed / "paper" / "checkpoints" / "student.pt"
     proc = subprocess.Popen(_cmd(base, killed, corpus), env=_env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -153,3 +173,55 @@ def test_sigkill_then_resume_under_ddp_gives_the_uninterrupted_weights(setup, re
     a = _weights(base / "ref" / "paper" / "student")
     b = _weights(killed / "paper" / "student")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_throughput_and_mfu_are_per_device_under_ddp(reference):
+    r0, r1 = reference
+    # the history's tokens are the global batch's: both ranks' own real tokens, all-reduced
+    assert r0["tokens"] == r1["tokens"] == r0["local_tokens"] + r1["local_tokens"]
+    assert r0["local_tokens"] > 0 and r1["local_tokens"] > 0
+    t = r0["throughput"]
+    assert t["world"] == 2
+    assert t["real_tokens_per_s_per_device"] == pytest.approx(t["real_tokens_per_s"] / 2)
+    # MFU is one device's share of the model FLOPs against one device's peak
+    assert t["mfu"] == pytest.approx(t["model_flops_per_s"] / 2 / t["peak_flops_per_s"])
+
+
+REFUSE = textwrap.dedent("""
+    import json, os, sys
+    from distil_utils.config import get_config
+    from distil_utils.finetune import glue_run
+
+    results = sys.argv[1]
+    cfg = get_config("smoke", results_dir=results)
+    try:
+        glue_run("minilm", "sst2", cfg, 42, output_dir=cfg.out / "finetuned" / "x")
+    except RuntimeError as err:
+        print("REFUSED", os.environ["RANK"], err, flush=True)
+        sys.exit(3)
+""")
+
+
+def test_fine_tuning_refuses_several_processes_before_any_write(tmp_path):
+    (tmp_path / "refuse.py").write_text(REFUSE)
+    results = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+         "2", str(tmp_path / "refuse.py"), str(results)], env=_env(), capture_output=True,
+        text=True, timeout=300)
+    assert proc.returncode != 0
+    out = proc.stdout
+    assert "REFUSED 0" in out and "REFUSED 1" in out, proc.stderr[-3000:]
+    assert "fine-tuning runs in one process" in out and "WORLD_SIZE=2" in out
+    assert not results.exists() or not any(results.rglob("*.json")), "a rank wrote results"
+
+
+def test_ddp_distillation_refuses_an_unprepared_corpus_in_seconds(setup, tmp_path):
+    base, corpus = setup
+    results = tmp_path / "r"
+    results.mkdir()
+    proc = subprocess.run(_cmd(base, results, corpus, "train"), env=_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "--prepare-corpus" in proc.stderr and "no tokenised corpus" in proc.stderr
+    assert not (results / "paper" / "checkpoints").exists()

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from ..config import Config
 from ..data import collate
-from ..masking import mask_tokens
-from ..training import LossFn
+from ..distill import mlm_prepare
+from ..training import LossFn, StepLoss
 
 
 def random_batches(seqs: Any, batch_size: int, seed: int, pad_id: int) -> list[dict]:
@@ -46,18 +46,14 @@ def reference_loss(teacher: torch.nn.Module, cfg: Config, weights: torch.Tensor,
     copies, KL(softmax(t/T) ‖ softmax(s/T)) · T² with "batchmean" over them; masked-LM
     cross-entropy over the full logits (ignore -100); the last hidden states of real tokens
     are `masked_select`ed for the cosine-embedding loss with target 1. Masking is the same
-    `mask_tokens` as ours, so both see identical inputs.
+    (`distill.mlm_prepare`) as ours, so both see identical inputs.
     """
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
 
-    def loss_fn(student: torch.nn.Module, batch: dict, gen: torch.Generator) -> dict:
-        dev = next(teacher.parameters()).device
-        ids, am = batch["input_ids"], batch["attention_mask"]
-        masked, labels = mask_tokens(ids, am, weights, mask_id, vocab_size, cfg.mlm_prob, gen,
-                                     count_special=cfg.mlm_count_special)
-        masked, labels, am = masked.to(dev), labels.to(dev), am.to(dev)
+    def forward(student: torch.nn.Module, batch: dict) -> dict:
+        masked, am, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
         s_out = student(input_ids=masked, attention_mask=am, output_hidden_states=True)
         with torch.no_grad():
             t_out = teacher(input_ids=masked, attention_mask=am, output_hidden_states=True)
@@ -80,4 +76,4 @@ def reference_loss(teacher: torch.nn.Module, cfg: Config, weights: torch.Tensor,
         loss = cfg.alpha_ce * ce + cfg.alpha_mlm * mlm + cfg.alpha_cos * cos
         return {"loss": loss, "ce": ce, "mlm": mlm, "cos": cos}
 
-    return loss_fn
+    return StepLoss(mlm_prepare(cfg, weights, mask_id, vocab_size), forward)
