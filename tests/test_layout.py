@@ -1,6 +1,8 @@
 """The package's shape, as ARCHITECTURE.md describes it: the paper's modules in `distil_utils/`,
-tooling in `distil_utils/tools/`, which the paper's modules never import; small modules, each
-with a docstring saying what it holds; no module named like one of the standard library's."""
+tooling in `distil_utils/tools/`, which the paper's modules never import; each module with a
+docstring saying what it holds; no module named like one of the standard library's. Size is
+not checked: a module holds one idea whatever its length (the line cap of issue 16 made ideas
+split across files that import each other; issue 23)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "distil_utils"
 PAPER_MODULES = sorted(PACKAGE.glob("*.py"))
 TOOL_MODULES = sorted((PACKAGE / "tools").glob("*.py"))
-MAX_LINES = 330  # "about 300 lines at most" (issue 16)
 
 
 def _imports(path: Path) -> list[str]:
@@ -46,10 +47,8 @@ def test_paper_modules_never_import_the_tooling(path):
 
 @pytest.mark.parametrize("path", PAPER_MODULES + TOOL_MODULES,
                          ids=lambda p: p.relative_to(PACKAGE).as_posix())
-def test_modules_are_small_and_say_what_they_hold(path):
+def test_modules_say_what_they_hold(path):
     text = path.read_text(encoding="utf-8")
-    assert len(text.splitlines()) <= MAX_LINES, \
-        f"{path.name} has {len(text.splitlines())} lines; split it by idea"
     assert ast.get_docstring(ast.parse(text)), f"{path.name} has no module docstring"
 
 
