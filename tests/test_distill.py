@@ -203,6 +203,8 @@ def test_torchrun_two_cpu_processes_keep_identical_replicas(tmp_path, corpus_fil
                          batch_size=4, max_steps=4, checkpoint_every=2, adapt_steps=0)
         tok = load_tokenizer("minilm")
         train, _ = prepare_corpus(cfg, tok)
+        if "WORLD_SIZE" not in os.environ:  # one process first: distill --prepare-corpus
+            raise SystemExit(0)
         teacher = tiny_teacher(len(tok), 2, 32, 2, 64, seed=0)
         student, hist = run_distillation(cfg, teacher, tok, train)
         rank, world = dist_info()
@@ -211,6 +213,9 @@ def test_torchrun_two_cpu_processes_keep_identical_replicas(tmp_path, corpus_fil
         torch.distributed.destroy_process_group()
     """))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    prep = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert prep.returncode == 0, prep.stderr[-3000:]
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            "--nproc_per_node", "2", str(script)], env=env, capture_output=True,
                           text=True, timeout=300)
