@@ -139,6 +139,11 @@ def check_gpu_tests(dry: bool) -> dict[str, Any]:
         return {"skipped": "dry run: the gpu tests need CUDA"}
     if not tests.exists():
         return {"skipped": f"{tests} not found: run from a clone of the repository"}
+    import importlib.util
+
+    if importlib.util.find_spec("pytest") is None:
+        return {"skipped": "pytest is not installed: python3 -m distil_utils.tools.setup_env "
+                "--dev installs it"}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-s", str(tests)],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
