@@ -32,6 +32,7 @@ command cannot rot unnoticed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -195,10 +196,10 @@ def _one_step(model: torch.nn.Module, fn: Any, batch: dict, amp: str | None,
               dev: torch.device) -> tuple[dict[str, float], torch.Tensor]:
     """Step-0 losses and the flat gradient of `model` at precision `amp` (fp16 through a
     GradScaler, unscaled before it is read)."""
-    cfg_amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp or "")
     model.zero_grad(set_to_none=True)
     torch.manual_seed(0)
-    ctx = torch.autocast(dev.type, dtype=cfg_amp) if cfg_amp else _null()
+    ctx = (torch.autocast(dev.type, dtype=precision_dtype(amp)) if amp
+           else contextlib.nullcontext())
     with ctx:
         out = fn(model, batch, torch.Generator().manual_seed(1))
     if amp == "fp16":
@@ -211,12 +212,6 @@ def _one_step(model: torch.nn.Module, fn: Any, batch: dict, amp: str | None,
         grads = [p.grad.float() for p in model.parameters() if p.grad is not None]
     return ({k: float(v.detach()) for k, v in out.items()},
             torch.cat([g.reshape(-1) for g in grads]))
-
-
-def _null() -> Any:
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def check_precision(dev: torch.device, shape: dict[str, Any], teacher: torch.nn.Module,
