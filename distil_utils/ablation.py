@@ -12,20 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from .config import Config
+from .artefacts import is_current, save_model, student_stamp
+from .config import ABLATIONS, Config
 from .distill import run_distillation
+from .finetune import glue_run
 from .heldout import mlm_counts, paired_difference, summarise_mlm
-
-NO_DISTILLATION = "no distillation (layer-skipped init only)"
-# row name -> (config changes, initialisation)
-ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
-    "triple loss": ({}, "skip"),
-    "without L_cos": ({"alpha_cos": 0.0}, "skip"),
-    "without L_mlm": ({"alpha_mlm": 0.0}, "skip"),
-    "without L_ce": ({"alpha_ce": 0.0}, "skip"),
-    "triple loss, random init": ({}, "random"),
-    NO_DISTILLATION: ({"max_steps": 0}, "skip"),
-}
+from .intervals import difference_interval
+from .metrics import accuracy
+from .student import student_from_teacher
 
 
 def slug(row: str) -> str:
@@ -36,8 +30,6 @@ def slug(row: str) -> str:
 
 def row_stamp(cfg: Config, row: str) -> dict[str, Any]:
     """The stamp the row's student carries when it was made under `cfg` (artefacts)."""
-    from .artefacts import student_stamp
-
     changes, init = ABLATIONS[row]
     if changes.get("max_steps") == 0:
         return student_stamp(cfg, init, undistilled=True)
@@ -48,14 +40,11 @@ def run_ablations(cfg: Config, teacher: Any, tokenizer: Any, train_seqs: Any, he
                   rows: list[str] | None = None, student_name: str = "student") -> list[dict]:
     """Run every ablation row (the "triple loss" row reuses the main student's directory).
 
-    Returns one record per row with its held-out masked-LM loss and accuracy (with its 95%
-    interval) and, beside a "triple loss" row, the accuracy difference from it (`delta`) with
-    its paired interval (`delta_low`, `delta_high`: the same masked positions, resampled by
-    sequence) and whether that interval excludes 0 (`resolvable`). The students are saved
-    under `results/<profile>/<slug>` for the downstream (SST-2) comparison.
+    One record per row: held-out masked-LM loss and accuracy (with its 95% interval) and the
+    accuracy difference from the triple loss (`delta`) with its paired interval
+    (`delta_low`, `delta_high`) and `resolvable` (it excludes 0). Students are saved under
+    `results/<profile>/<slug>` for the SST-2 comparison.
     """
-    from .student import save_model, student_from_teacher
-
     out, counts = [], {}
     for row in rows or list(ABLATIONS):
         changes, init = ABLATIONS[row]
@@ -82,19 +71,11 @@ def ablation_sst2(cfg: Config, student_path: str, tokenizer: Any = None
     row's difference from the triple loss with its paired 95% interval.
 
     `cfg.ft_ablation_rows` chooses the rows (None: all) and `cfg.ft_ablation_full` the
-    budget: the headline SST-2 settings (`ft_task_overrides["sst2"]`, e.g. the full train
-    set) or the general caps (`ft_max_train`, `ft_epochs`). The triple-loss row is the main
-    student, so at the headline budget its run is the GLUE table's own, found again rather
-    than trained twice (`ft_runs`). A difference is "resolvable" when its interval, from
-    resampling the 872 dev sentences with both rows' predictions paired, excludes 0.
-    Returns (accuracy per row, {row: delta, interval, resolvable}, rows whose student is
-    missing or stale: notebook 03 not run with its ablations under these settings).
+    budget: the headline SST-2 settings or the general caps. At the headline budget the
+    triple-loss row's run is the GLUE table's own (`ft_runs`). A difference is "resolvable"
+    when its paired interval over the dev sentences excludes 0. Returns (accuracy per row,
+    {row: delta, interval, resolvable}, rows whose student is missing or stale).
     """
-    from .artefacts import is_current, student_stamp
-    from .finetune import glue_run
-    from .intervals import difference_interval
-    from .metrics import accuracy
-
     row_cfg = cfg if cfg.ft_ablation_full else dataclasses.replace(cfg, ft_task_overrides={})
     runs: dict[str, dict[str, Any]] = {}
     missing: list[str] = []

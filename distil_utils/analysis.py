@@ -9,26 +9,7 @@ from typing import Any
 import torch
 
 from .data import batch_stream
-
-
-def unique_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
-    """`{name: parameter}`, each tensor once under its first name (tied weights once)."""
-    seen: dict[int, tuple[str, torch.nn.Parameter]] = {}
-    for name, p in model.named_parameters(remove_duplicate=False):
-        seen.setdefault(id(p), (name, p))
-    return dict(seen.values())
-
-
-def count_parameters(model: torch.nn.Module) -> int:
-    """Unique parameters (tied weights once), including the int8 weights of quantised layers,
-    which torch keeps in packed buffers rather than parameters."""
-    n = sum(p.numel() for p in unique_parameters(model).values())
-    for m in model.modules():
-        if hasattr(m, "_packed_params") and callable(getattr(m, "weight", None)):
-            n += m.weight().numel()
-            bias = m.bias() if callable(getattr(m, "bias", None)) else None
-            n += bias.numel() if bias is not None else 0
-    return n
+from .student import unique_parameters
 
 
 def param_breakdown(model: torch.nn.Module) -> list[dict[str, Any]]:

@@ -13,28 +13,60 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import shlex
+import shutil
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+from .config import ADAPT, DISTILL, NONE, RUN, shaped_by
+from .modelcard import write_model_card
+from .results_io import default_file_mode, note_read, read_json, versions, write_json
 
 STAMP = "distil_artefact.json"
 
-# Settings that never change what a pre-training run computes: where things are, how often
-# they are logged or saved, how fast a step runs (each speed switch is tested to give the same
-# step), and everything that only fine-tuning or timing reads. Any other setting — including
-# one added later — counts, so a forgotten key errs on the side of rebuilding.
-NOT_RUN_SETTINGS = frozenset({
-    "profile", "results_dir", "data_dir", "device", "checkpoint_every", "log_every",
-    "eval_batches", "distill_fused_head", "distill_chunk_rows", "distill_compile",
-    "num_threads", "attn_implementation", "extra", "dist_timeout_s", "corpus_cache",
-})
-# Settings of the teacher's masked-LM adaptation only / of the student's distillation only.
-ADAPT_SETTINGS = frozenset({"adapt_steps", "adapt_lr", "adapt_head_lr", "adapt_mlm_smoothing"})
-DISTILL_SETTINGS = frozenset({
-    "student_layers", "max_steps", "lr", "temperature", "alpha_ce", "alpha_mlm", "alpha_cos",
-    "ce_on_masked_only", "mlm_smoothing",
-})
-FINETUNE_PREFIXES = ("ft_", "imdb_", "squad_", "bench_", "glue_tasks")
+# The settings partition, as each setting declares it in config.py.
+NOT_RUN_SETTINGS = shaped_by(NONE)
+ADAPT_SETTINGS = shaped_by(ADAPT)
+DISTILL_SETTINGS = shaped_by(DISTILL)
+RUN_SETTINGS = shaped_by(RUN)
+
+def provenance(config: Any = None, **extra: Any) -> dict[str, Any]:
+    """What produced a result: profile, seed, versions, command and time.
+
+    Every results file carries this block so a number can be traced back to the run that
+    made it.
+    """
+    cfg = config.to_dict() if hasattr(config, "to_dict") else (config or {})
+    cmd = os.environ.get("DISTIL_COMMAND") or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    out = {
+        "profile": cfg.get("profile"),
+        "seed": cfg.get("seed"),
+        "command": cmd,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": versions(),
+        **extra,
+    }
+    if cfg:  # what the numbers depend on, so a reader can tell a stale file from a current one
+        out["settings_sha256"] = digest({k: v for k, v in cfg.items()
+                                         if k not in NOT_RUN_SETTINGS})
+    # models named by path (teacher=..., student=...) are recorded by their stamp's digest
+    models = {k: artefact_digest(v) for k, v in extra.items()
+              if isinstance(v, (str, Path)) and Path(str(v)).is_dir()}
+    if models:
+        out["artefacts"] = models
+    return out
+
+
+def write_result(path: str | Path, metrics: dict[str, Any], config: Any = None,
+                 **extra: Any) -> Path:
+    """Write `{"provenance": ..., "metrics": ...}` atomically under a results directory."""
+    return write_json(path, {"provenance": provenance(config, **extra), "metrics": metrics})
 
 
 class StaleArtefactError(RuntimeError):
@@ -61,11 +93,8 @@ def pretraining_settings(cfg: Any) -> dict[str, Any]:
     """The settings shared by adaptation and distillation (corpus, batches, seed, masking)."""
     out = {}
     for f in dataclasses.fields(cfg):
-        name = f.name
-        if name in NOT_RUN_SETTINGS or name in ADAPT_SETTINGS or name in DISTILL_SETTINGS \
-                or name.startswith(FINETUNE_PREFIXES):
-            continue
-        out[name] = _plain(getattr(cfg, name))
+        if f.name in RUN_SETTINGS:
+            out[f.name] = _plain(getattr(cfg, f.name))
     return out
 
 
@@ -128,16 +157,12 @@ def write_stamp(folder: str | Path, stamp: dict[str, Any], **extra: Any) -> Path
     Called on the temporary folder before `save_model` renames it, so the stamp and the
     weights appear together or not at all.
     """
-    from .results_io import write_json
-
     return write_json(Path(folder) / STAMP,
                       {**stamp, **extra, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
 def read_stamp(folder: str | Path) -> dict[str, Any] | None:
     """The stamp of a model folder, or None when it has none (or no folder exists)."""
-    from .results_io import note_read, read_json
-
     path = Path(folder) / STAMP
     note_read(folder)  # read or found missing: either way this run depended on it
     if not path.is_file():
@@ -201,3 +226,42 @@ def stale_models(provenance: dict[str, Any]) -> list[str]:
                 and artefact_digest(path) != recorded:
             out.append(f"{key} ({path})")
     return out
+
+
+def save_model(model: torch.nn.Module, tokenizer: Any, path: str | Path,
+               stamp: dict[str, Any] | None = None, **stamp_extra: Any) -> Path:
+    """`save_pretrained` model and tokenizer into `path`, so `from_pretrained`, `pipeline`
+    and the Hub can load it; written to a sibling directory first, then renamed.
+
+    `stamp` (`artefacts.make_stamp`, plus `stamp_extra` such as a report) is written inside,
+    so the settings a model was made from arrive with it in the same rename. The config
+    records the tokenizer's vocabulary digest, which `teacher.check_vocab` compares.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    if tokenizer is not None:
+        model.config.distil_vocab_sha256 = vocab_digest(tokenizer)
+    model.save_pretrained(tmp)
+    if stamp is not None:
+        write_stamp(tmp, stamp, **stamp_extra)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    # README.md: base model, data, metrics
+    write_model_card(tmp, model.config)
+    # safetensors writes its file owner-only (0600); a shared results folder needs it readable.
+    mode = default_file_mode()
+    for file in tmp.iterdir():
+        if file.is_file():
+            file.chmod(mode)
+    if path.exists():
+        old = path.with_name(f".{path.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(path)
+    return path

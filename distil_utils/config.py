@@ -14,143 +14,171 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .recipe import check_recipe
-from .validation import check_values, coerce_all
+from .tasks import GLUE_TASKS, check_glue_task
+from .validation import SettingError, check_recipe, check_values, coerce_all
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_ENV = "DISTIL_DATA_DIR"
-GLUE_TASKS = ("cola", "mnli", "mrpc", "qnli", "qqp", "rte", "sst2", "stsb", "wnli")
+
+
+# Which artefact each setting shapes, declared beside it: the stamps (artefacts.py) are built
+# from these declarations, so a new setting lands in the right stamp or fails at import.
+RUN = "pretraining"  # every pre-training run: the teacher's adaptation and each distillation
+ADAPT = "adapt"  # the teacher's masked-LM adaptation only
+DISTILL = "distill"  # one distilled student only
+DOWNSTREAM = "downstream"  # fine-tuning and timing: outside every model's stamp
+NONE = "nothing"  # where things are, how often they are logged or saved, how fast a step runs
+SHAPES = (RUN, ADAPT, DISTILL, DOWNSTREAM, NONE)
+
+
+def setting(shapes: str, default: Any = None, *, factory: Any = None) -> Any:
+    """A `Config` field that declares which artefact it shapes (`shapes`, one of SHAPES)."""
+    if shapes not in SHAPES:
+        raise ValueError(f"shapes must be one of {SHAPES}, got {shapes!r}")
+    if factory is not None:
+        return field(default_factory=factory, metadata={"shapes": shapes})
+    return field(default=default, metadata={"shapes": shapes})
 
 
 @dataclass
 class Config:
     """Every setting of a run. Field names are what `-p key value` and notebooks override."""
 
-    profile: str = "smoke"
-    seed: int = 42
-    results_dir: str = "results"
+    profile: str = setting(NONE, "smoke")
+    seed: int = setting(RUN, 42)
+    results_dir: str = setting(NONE, "results")
     # None = the Hugging Face Hub; a directory laid out like ../shared/data = offline copies.
-    data_dir: str | None = None
-    device: str = "auto"
+    data_dir: str | None = setting(NONE, None)
+    device: str = setting(NONE, "auto")
     # --- teacher / student -------------------------------------------------------------
-    teacher: str = "bert-base-uncased"  # Hub name, local path, or "tiny" (built from config)
-    tokenizer: str | None = None  # None = the teacher's own tokenizer
-    tiny_layers: int = 4  # only for teacher="tiny"
-    tiny_hidden: int = 64
-    tiny_heads: int = 2
-    tiny_intermediate: int = 128
-    student_layers: tuple[int, ...] | None = None  # None = every other layer (paper)
+    # Hub name, local path, or "tiny" (built from config)
+    teacher: str = setting(RUN, "bert-base-uncased")
+    tokenizer: str | None = setting(RUN, None)  # None = the teacher's own tokenizer
+    tiny_layers: int = setting(RUN, 4)  # only for teacher="tiny"
+    tiny_hidden: int = setting(RUN, 64)
+    tiny_heads: int = setting(RUN, 2)
+    tiny_intermediate: int = setting(RUN, 128)
+    # None = every other layer (paper)
+    student_layers: tuple[int, ...] | None = setting(DISTILL, None)
     # --- teacher MLM adaptation (for an encoder without an MLM head, e.g. MiniLM) ------
-    adapt_steps: int = 0
-    adapt_lr: float = 1e-4
-    adapt_head_lr: float = 1e-3
+    adapt_steps: int = setting(ADAPT, 0)
+    adapt_lr: float = setting(ADAPT, 1e-4)
+    adapt_head_lr: float = setting(ADAPT, 1e-3)
     # Masking of the adaptation: None = uniform, as BERT was pre-trained and as held-out
-    # accuracy is measured; the distillation's count^-0.7 weights would mask mostly rare
-    # tokens, which teaches a fresh MLM head little (README: "The cpu profile, measured").
-    adapt_mlm_smoothing: float | None = None
+    # accuracy is measured; count^-0.7 weights would mask mostly rare tokens, which teaches a
+    # fresh MLM head little.
+    adapt_mlm_smoothing: float | None = setting(ADAPT, None)
     # --- corpus -------------------------------------------------------------------------
-    corpus: tuple[str, ...] = ("wikipedia", "bookcorpus")
-    corpus_max_docs: int | None = None
-    heldout_docs: int = 200
-    max_seq_len: int = 128
-    min_seq_len: int = 12
+    corpus: tuple[str, ...] = setting(RUN, ("wikipedia", "bookcorpus"))
+    corpus_max_docs: int | None = setting(RUN, None)
+    heldout_docs: int = setting(RUN, 200)
+    max_seq_len: int = setting(RUN, 128)
+    min_seq_len: int = setting(RUN, 12)
     # --- distillation (paper defaults) --------------------------------------------------
-    batch_size: int = 32
-    grad_accum: int = 1
-    max_steps: int | None = 1000  # None: derived from `epochs` and the corpus size
+    batch_size: int = setting(RUN, 32)
+    grad_accum: int = setting(RUN, 1)
+    # None: derived from `epochs` and the corpus size
+    max_steps: int | None = setting(DISTILL, 1000)
     # The paper's recipe as settings (distil_utils/recipe.py): `global_batch` sequences per
     # optimizer step over all processes (grad_accum is then derived from the number of
     # processes and batch_size, the per-device batch); `epochs` passes over the corpus
     # (max_steps then derived from its size once it is tokenised). None: as given.
-    global_batch: int | None = None
-    epochs: float | None = None
-    lr: float = 5e-4
-    warmup_frac: float = 0.05
-    weight_decay: float = 0.0
-    max_grad_norm: float = 5.0
-    temperature: float = 2.0
-    alpha_ce: float = 5.0
-    alpha_mlm: float = 2.0
-    alpha_cos: float = 1.0
-    ce_on_masked_only: bool = False
-    mlm_prob: float = 0.15
-    mlm_smoothing: float | None = 0.7  # count^-0.7 masking weights; None = uniform
+    global_batch: int | None = setting(RUN, None)
+    epochs: float | None = setting(RUN, None)
+    lr: float = setting(DISTILL, 5e-4)
+    warmup_frac: float = setting(RUN, 0.05)
+    weight_decay: float = setting(RUN, 0.0)
+    max_grad_norm: float = setting(RUN, 5.0)
+    temperature: float = setting(DISTILL, 2.0)
+    alpha_ce: float = setting(DISTILL, 5.0)
+    alpha_mlm: float = setting(DISTILL, 2.0)
+    alpha_cos: float = setting(DISTILL, 1.0)
+    ce_on_masked_only: bool = setting(DISTILL, False)
+    mlm_prob: float = setting(RUN, 0.15)
+    # count^-0.7 masking weights; None = uniform
+    mlm_smoothing: float | None = setting(DISTILL, 0.7)
     # How many positions a batch masks: ceil(mlm_prob x real tokens), [CLS]/[SEP] counted as
     # in the reference (True), or ceil(mlm_prob x maskable tokens) (False). Never chosen either way.
-    mlm_count_special: bool = True
-    checkpoint_every: int = 100
-    log_every: int = 10
-    eval_batches: int = 20
+    mlm_count_special: bool = setting(RUN, True)
+    checkpoint_every: int = setting(NONE, 100)
+    log_every: int = setting(NONE, 10)
+    eval_batches: int = setting(NONE, 20)
     # --- distillation speed: none changes what a step computes (python -m
-    # distil_utils.tools.bench_distill measures each one on and off) ---------------------------
+    # benchmarks.bench_distill measures each one on and off) ---------------------------
     # Vocabulary logits of student and teacher computed chunk by chunk inside the loss, only
     # for the rows it uses (real or masked tokens), never as (tokens x vocab) tensors; the
     # result equals the plain forward + triple_loss to float rounding. Falls back to the
     # plain path for other model classes and under DDP.
-    distill_fused_head: bool = True
-    distill_chunk_rows: int = 256  # rows per chunk of the fused head (memory vs. speed)
+    distill_fused_head: bool = setting(NONE, True)
+    # rows per chunk of the fused head (memory vs. speed)
+    distill_chunk_rows: int = setting(NONE, 256)
     # Mixed precision of the forward passes: "bf16" (CPU, or GPU) or "fp16" (GPU only);
     # None = float32. It changes the losses slightly, hence off by default.
-    distill_autocast: str | None = None
-    distill_compile: bool = False  # torch.compile the two encoders; CUDA only, ignored on CPU
-    num_threads: int | None = None  # torch.set_num_threads for distillation; None = torch's
-    attn_implementation: str | None = None  # "sdpa" or "eager"; None = the model's (sdpa)
+    distill_autocast: str | None = setting(RUN, None)
+    # torch.compile the two encoders; CUDA only, ignored on CPU
+    distill_compile: bool = setting(NONE, False)
+    # torch.set_num_threads for distillation; None = torch's
+    num_threads: int | None = setting(NONE, None)
+    # "sdpa" or "eager"; None = the model's (sdpa)
+    attn_implementation: str | None = setting(NONE, None)
     # --- devices: one process per device (torchrun / accelerate launch), via accelerate --
     # On CUDA, with distill_autocast None: bf16 autocast where the GPU has it, else fp16 with
     # loss scaling (False: float32, TF32 matmuls). CPU runs follow distill_autocast alone.
-    gpu_mixed_precision: bool = True
-    tf32: bool = True  # TF32 matmuls for what stays float32 on GPUs that have them
+    gpu_mixed_precision: bool = setting(RUN, True)
+    tf32: bool = setting(RUN, True)  # TF32 matmuls for what stays float32 on GPUs that have them
     # How long a collective waits for the slowest rank (a step, a checkpoint, a compilation):
     # minutes, so a dead rank stops the others soon. The corpus is tokenised before the
     # multi-process run, in one process (`distill --prepare-corpus`), not inside it.
-    dist_timeout_s: int = 15 * 60
+    dist_timeout_s: int = setting(NONE, 15 * 60)
     # Where the tokenised corpus is cached; None: results/<profile>/corpus (multi-node: a
     # folder every node sees).
-    corpus_cache: str | None = None
+    corpus_cache: str | None = setting(NONE, None)
     # --- fine-tuning ----------------------------------------------------------------------
-    glue_tasks: tuple[str, ...] = GLUE_TASKS
-    ft_epochs: float = 3.0
-    ft_lr: float = 5e-5
-    ft_batch_size: int = 32
-    ft_max_seq_len: int = 128
-    imdb_max_seq_len: int | None = None  # None: ft_max_seq_len (the paper profile: 512)
-    # Batches of similar length (transformers' LengthGroupedSampler): SST-2 sentences average
-    # 13 tokens, but random batches of 32 pad to 40 on average, 3x the compute.
-    ft_group_by_length: bool = True
+    glue_tasks: tuple[str, ...] = setting(DOWNSTREAM, GLUE_TASKS)
+    ft_epochs: float = setting(DOWNSTREAM, 3.0)
+    ft_lr: float = setting(DOWNSTREAM, 5e-5)
+    ft_batch_size: int = setting(DOWNSTREAM, 32)
+    ft_max_seq_len: int = setting(DOWNSTREAM, 128)
+    # None: ft_max_seq_len (the paper profile: 512)
+    imdb_max_seq_len: int | None = setting(DOWNSTREAM, None)
+    # Batches of similar length (transformers' LengthGroupedSampler): short sentences in
+    # random batches pad to the longest one, wasting compute.
+    ft_group_by_length: bool = setting(DOWNSTREAM, True)
     # Trainer checkpoint every N optimizer steps, so a killed task resumes (distil_utils.ft_runs)
-    ft_checkpoint_every: int = 500
-    ft_max_train: int | None = None
-    ft_max_eval: int | None = None
-    ft_seeds: tuple[int, ...] = (42, 43, 44, 45, 46)
+    ft_checkpoint_every: int = setting(DOWNSTREAM, 500)
+    ft_max_train: int | None = setting(DOWNSTREAM, None)
+    ft_max_eval: int | None = setting(DOWNSTREAM, None)
+    ft_seeds: tuple[int, ...] = setting(DOWNSTREAM, (42, 43, 44, 45, 46))
     # Per-GLUE-task changes of the ft_* settings above, e.g. {"sst2": {"ft_max_train": None,
     # "ft_epochs": 1.0}}: the full SST-2 train set, once, while the small tasks stay capped.
-    ft_task_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ft_task_overrides: dict[str, dict[str, Any]] = setting(DOWNSTREAM, factory=dict)
     # Table 4 downstream (ft_: outside every model's stamp): the rows fine-tuned on SST-2 (None:
     # all), at the headline SST-2 budget (ft_ablation_full) or the general caps.
-    ft_ablation_rows: tuple[str, ...] | None = None
-    ft_ablation_full: bool = False
-    imdb_heldout: int = 2500
-    imdb_max_train: int | None = None  # None: ft_max_train (IMDb reviews are ~4x SST-2's length)
-    squad_max_seq_len: int = 384
-    squad_doc_stride: int = 128
-    squad_epochs: float = 2.0
-    squad_max_train: int | None = None
-    squad_max_eval: int | None = None
-    squad_kd_alpha: float = 0.5
+    ft_ablation_rows: tuple[str, ...] | None = setting(DOWNSTREAM, None)
+    ft_ablation_full: bool = setting(DOWNSTREAM, False)
+    imdb_heldout: int = setting(DOWNSTREAM, 2500)
+    # None: ft_max_train (IMDb reviews are ~4x SST-2's length)
+    imdb_max_train: int | None = setting(DOWNSTREAM, None)
+    squad_max_seq_len: int = setting(DOWNSTREAM, 384)
+    squad_doc_stride: int = setting(DOWNSTREAM, 128)
+    squad_epochs: float = setting(DOWNSTREAM, 2.0)
+    squad_max_train: int | None = setting(DOWNSTREAM, None)
+    squad_max_eval: int | None = setting(DOWNSTREAM, None)
+    squad_kd_alpha: float = setting(DOWNSTREAM, 0.5)
     # --- speed --------------------------------------------------------------------------
-    bench_max_examples: int | None = None
-    bench_repeats: int = 3
+    bench_max_examples: int | None = setting(DOWNSTREAM, None)
+    bench_repeats: int = setting(DOWNSTREAM, 3)
     # Table 3's batch-1 speed-up is timed in more rounds (up to bench_max_repeats) until its
     # 95% interval is within +-bench_ci_halfwidth; None times bench_repeats rounds only.
-    bench_ci_halfwidth: float | None = 0.05
-    bench_max_repeats: int = 30
+    bench_ci_halfwidth: float | None = setting(DOWNSTREAM, 0.05)
+    bench_max_repeats: int = setting(DOWNSTREAM, 30)
     # Also time BERT-base and DistilBERT-base shapes (random weights) as the paper's Table 3
     # did: a full dev pass at batch 1 (bench_shape_examples caps it; None = all 1,500 pairs).
-    bench_paper_shapes: bool = True
-    bench_shape_examples: int | None = None
-    bench_batch_sizes: tuple[int, ...] = (1, 8, 32)
-    bench_seq_lens: tuple[int, ...] = (32, 128, 512)
-    extra: dict[str, Any] = field(default_factory=dict)
+    bench_paper_shapes: bool = setting(DOWNSTREAM, True)
+    bench_shape_examples: int | None = setting(DOWNSTREAM, None)
+    bench_batch_sizes: tuple[int, ...] = setting(DOWNSTREAM, (1, 8, 32))
+    bench_seq_lens: tuple[int, ...] = setting(DOWNSTREAM, (32, 128, 512))
+    extra: dict[str, Any] = setting(NONE, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -164,7 +192,31 @@ class Config:
         return base / self.profile
 
 
-def _default_local_data() -> str | None:
+_UNDECLARED = [f.name for f in dataclasses.fields(Config) if "shapes" not in f.metadata]
+if _UNDECLARED:
+    raise TypeError(f"Config settings {_UNDECLARED} do not declare what they shape: "
+                    "define them with setting(SHAPES_KIND, default)")
+
+
+def shaped_by(kind: str) -> frozenset[str]:
+    """The names of the settings declared to shape `kind` (one of SHAPES)."""
+    return frozenset(f.name for f in dataclasses.fields(Config) if f.metadata["shapes"] == kind)
+
+
+# The paper's Table 4 as settings: row name -> (config changes, student initialisation).
+NO_DISTILLATION = "no distillation (layer-skipped init only)"
+# row name -> (config changes, initialisation)
+ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
+    "triple loss": ({}, "skip"),
+    "without L_cos": ({"alpha_cos": 0.0}, "skip"),
+    "without L_mlm": ({"alpha_mlm": 0.0}, "skip"),
+    "without L_ce": ({"alpha_ce": 0.0}, "skip"),
+    "triple loss, random init": ({}, "random"),
+    NO_DISTILLATION: ({"max_steps": 0}, "skip"),
+}
+
+
+def default_data_dir() -> str | None:
     """`$DISTIL_DATA_DIR`, else `../shared/data` beside the repository if it exists."""
     env = os.environ.get(DATA_ENV)
     if env:
@@ -188,17 +240,12 @@ PROFILES: dict[str, dict[str, Any]] = {
         bench_shape_examples=4,
         bench_batch_sizes=(1, 4), bench_seq_lens=(16, 64),
     ),
-    # A 2-core laptop CPU in about two hours; what each choice below measured is in the README
-    # ("The cpu profile, measured"). One distillation step (16 x 128 tokens, KL over every
-    # real token as in the paper) takes seconds here, hence 120 steps for the main run and
-    # each distilled ablation row alike. Distillation masks uniformly (mlm_smoothing=None):
-    # at this budget the paper's count^-0.7 weights mask mostly rare words the small student
-    # cannot yet predict. SST-2 uses its full train set once; STS-B runs six epochs, because
-    # a regression head sits at the label mean for hundreds of steps; CoLA its full train set
-    # for three epochs, because on a few thousand sentences the student predicts one class.
-    # MRPC, RTE: 3000 examples (nearly all); IMDb 1000 reviews; SQuAD 800 questions. Table 4's
-    # SST-2 column: three rows on the full SST-2 train set (the paper's strongest loss term and
-    # no distillation at all), not six on 3000 sentences, where every row was within noise.
+    # A 2-core laptop CPU in about two hours (README: "The cpu profile, measured"): 120
+    # distillation steps for the main run and each ablation row. Uniform masking: at this
+    # budget count^-0.7 weights mask mostly rare words the small student cannot yet predict.
+    # STS-B runs six epochs (a regression head sits at the label mean for hundreds of steps);
+    # CoLA three on its full train set (on a few thousand sentences the student predicts one
+    # class). Table 4's SST-2 column: three rows on the full SST-2 train set.
     "cpu": dict(
         teacher="minilm", tokenizer=None, corpus=("imdb", "wikitext"),
         corpus_max_docs=20000, heldout_docs=300, max_seq_len=128, min_seq_len=12,
@@ -217,11 +264,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     ),
     "paper": dict(
         # The paper's recipe whatever the hardware: ~4,000 sequences per optimizer step
-        # (16 per device; grad_accum derived from the number of processes), 3 epochs of the
-        # corpus (max_steps derived from its size), lr 5e-4 with 5% warm-up (the defaults),
-        # the reference's 6-of-12 layer map. `python -m distil_utils.distill --profile paper
-        # --plan` prints what a run would do. student_layers None: the reference's map of
-        # 12 teacher layers, (0, 2, 4, 7, 9, 11) (student.py).
+        # (grad_accum derived from the number of processes), 3 epochs of the corpus, lr 5e-4
+        # with 5% warm-up, the reference's layer map (0, 2, 4, 7, 9, 11) (student.py).
+        # `python -m distil_utils.distill --profile paper --plan` prints what a run would do.
         teacher="bert-base-uncased", corpus=("wikipedia", "bookcorpus"), max_seq_len=512,
         batch_size=16, grad_accum=1, global_batch=4000,
         epochs=3.0, max_steps=None, checkpoint_every=200, log_every=10, imdb_max_seq_len=512,
@@ -229,12 +274,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         bench_max_examples=None, bench_repeats=5,
         bench_batch_sizes=(1, 8, 32), bench_seq_lens=(32, 128, 512), data_dir=None,
     ),
-    # One free Colab GPU (a T4, 16 GB) for about an hour, online: the real bert-base-uncased
-    # teacher from the Hub and the paper's 6-of-12 student, on a corpus that downloads in
-    # minutes (IMDb unsupervised + WikiText-2, not the 20 GB Wikipedia); GLUE on the five
-    # small tasks, MNLI/QNLI/QQP left out for time. An estimate from FLOP counts, not a
-    # measured run: distillation at 32 x 128 tokens is ~2.5 TFLOP a step, five runs (main +
-    # four ablations) of 800 steps; fine-tuning runs in float32.
+    # One free Colab GPU (a T4, 16 GB) for about an hour (estimated from FLOP counts), online:
+    # the real bert-base-uncased teacher and the paper's 6-of-12 student, on a corpus that
+    # downloads in minutes (IMDb unsupervised + WikiText-2); GLUE on the five small tasks.
     "colab": dict(
         teacher="bert-base-uncased", tokenizer=None, corpus=("imdb", "wikitext"),
         corpus_max_docs=60000, heldout_docs=500, max_seq_len=128, min_seq_len=12,
@@ -248,11 +290,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         bench_max_examples=300, bench_repeats=3, bench_shape_examples=300,
         bench_batch_sizes=(1, 8, 32), bench_seq_lens=(32, 128, 256), data_dir=None,
     ),
-    # mybinder.org gives 2 GB of RAM and no GPU: the smoke settings, a little larger, all
-    # seven notebooks in minutes (tests/test_binder.py runs them and bounds the kernels'
-    # memory). The tiny random teacher must be adapted (adapt_steps > 0) to be saved under
-    # results/binder/teacher, where notebooks 04-06 find it; unadapted it fills masks with
-    # random WordPieces and "tiny" would reach from_pretrained as a Hub name.
+    # mybinder.org (2 GB of RAM, no GPU): the smoke settings, a little larger. The tiny
+    # teacher must be adapted (adapt_steps > 0) to be saved under results/binder/teacher,
+    # where notebooks 04-06 find it; otherwise "tiny" would reach from_pretrained as a name.
     "binder": dict(
         teacher="tiny", tokenizer="minilm", corpus=("wikitext",), tiny_hidden=128,
         tiny_intermediate=256, corpus_max_docs=1500, heldout_docs=60, max_seq_len=64,
@@ -289,7 +329,7 @@ def get_config(profile: str = "smoke", *, explicit_none: tuple[str, ...] = (),
                          f"known settings: {sorted(names)}")
     values: dict[str, Any] = {"profile": profile}
     if profile != "paper":
-        values["data_dir"] = _default_local_data()
+        values["data_dir"] = default_data_dir()
     values.update(PROFILES[profile])
     if os.environ.get(DATA_ENV):
         values["data_dir"] = os.environ[DATA_ENV]
@@ -310,9 +350,8 @@ def validate(cfg: Config) -> None:
                              "set it to 0 to switch that loss term off")
     if not 0 < cfg.mlm_prob < 1:
         raise ValueError(f"mlm_prob must be in (0, 1) (got {cfg.mlm_prob}); the paper uses 0.15")
-    bad = [t for t in cfg.glue_tasks if t not in GLUE_TASKS]
-    if bad:
-        raise ValueError(f"unknown GLUE task(s) {bad}; GLUE tasks are {list(GLUE_TASKS)}")
+    for task in cfg.glue_tasks:
+        check_glue_task(task, "glue_tasks")
     if cfg.batch_size < 1 or cfg.grad_accum < 1:
         raise ValueError("batch_size and grad_accum must be >= 1")
     if cfg.distill_autocast not in (None, "bf16", "fp16"):
@@ -328,4 +367,10 @@ def validate(cfg: Config) -> None:
                              f"({sorted(FT_FIELDS)}); got {bad}")
     if cfg.distill_chunk_rows < 1:
         raise ValueError(f"distill_chunk_rows must be >= 1 (got {cfg.distill_chunk_rows})")
-    check_recipe(cfg)  # distil_utils/recipe.py: steps, global batch, devices
+    if cfg.ft_ablation_rows is not None:
+        unknown = [r for r in cfg.ft_ablation_rows if r not in ABLATIONS]
+        if unknown or "triple loss" not in cfg.ft_ablation_rows:
+            raise SettingError(f"ft_ablation_rows {cfg.ft_ablation_rows}: every name must "
+                               f"be one of {list(ABLATIONS)}, 'triple loss' (the reference of "
+                               "every difference) among them; None fine-tunes every row")
+    check_recipe(cfg)  # steps, global batch, devices

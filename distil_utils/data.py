@@ -1,13 +1,10 @@
 """The pre-training corpus: load, tokenise once, cache on disk, batch by length.
 
-Sized for the paper's corpus (~74M sentences): tokenisation goes through
-`datasets.map(batched=True)` with the fast (Rust) tokenizer and numpy (no Python loop per
-sequence); token ids are stored as uint16 when the vocabulary fits; the result is saved once
-per profile under `results/<profile>/corpus/<key>/` (or `corpus_cache`) and every later run,
-rank and ablation memory-maps it (Arrow) instead of tokenising again. Lengths and token
-counts are read as whole Arrow columns, never one Python value at a time, and batches are
-gathered with Arrow `take`: host memory does not grow with the corpus beyond the index
-arrays of one epoch's order (4-8 bytes per sequence).
+Sized for the paper's corpus: tokenisation is batched (`datasets.map`, fast tokenizer, numpy),
+ids are stored as uint16 when the vocabulary fits, and the result is saved once under
+`results/<profile>/corpus/<key>/` (or `corpus_cache`) for every later run, rank and ablation
+to memory-map. Columns are read whole and batches gathered with Arrow `take`, so host memory
+does not grow with the corpus beyond one epoch's index arrays.
 """
 
 from __future__ import annotations
@@ -27,12 +24,8 @@ import torch
 
 from .config import Config
 from .hub import load_split
+from .tasks import CORPORA, DATASETS
 
-HUB_CORPORA = {
-    # paper profile only: these are not mirrored offline
-    "wikipedia": ("wikimedia/wikipedia", "20231101.en", "train"),
-    "bookcorpus": ("bookcorpus/bookcorpus", None, "train"),
-}
 CACHE_FORMAT = 2  # bump when the stored sequences change meaning
 CHUNK_BATCHES = 50  # length-sorted chunks of 50 batches (the reference's group_by_size)
 
@@ -46,11 +39,12 @@ def _load_source(name: str, data_dir: str | None) -> Any:
     import datasets
 
     if name == "wikitext":
-        return _clean_wikitext(load_split("wikitext", "test", data_dir))
+        return _clean_wikitext(load_split(*CORPORA[name], data_dir))
     if name == "imdb":
-        return load_split("imdb", "unsupervised", data_dir).select_columns(["text"])
-    if name in HUB_CORPORA:
-        repo, conf, split = HUB_CORPORA[name]
+        return load_split(*CORPORA[name], data_dir).select_columns(["text"])
+    if name in CORPORA:  # the paper's corpus, from the Hub only
+        key, split = CORPORA[name]
+        repo, conf = DATASETS[key].hub, DATASETS[key].config
         try:
             return datasets.load_dataset(repo, conf, split=split).select_columns(["text"])
         except Exception as err:

@@ -3,9 +3,8 @@
 The paper ran DistilBERT on a phone (71% faster than BERT-base, 207 MB). The CPU analogue:
 the fine-tuned student with its linear layers dynamically quantised to int8 (torch), and the
 student exported to ONNX and run by onnxruntime (fp32, plus onnxruntime's own int8; the
-export is `onnx_deploy`). Each
-variant is scored on the task's dev set and timed at batch size 1 with the same interleaved
-protocol as `speed.time_dataset_pass`, against the fp32 teacher.
+export is `onnx_deploy`). Each variant is scored on the task's dev set and timed at batch
+size 1 with the interleaved protocol of `speed.time_dataset_pass`, against the fp32 teacher.
 """
 
 from __future__ import annotations
@@ -19,9 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .analysis import count_parameters
 from .config import Config
-from .glue_tasks import TEXT_COLUMNS, TEXT_KEYS, dev_split
 from .hub import load_split, load_tokenizer
 from .intervals import difference_interval, paired_ratio
 from .metrics import accuracy
@@ -45,6 +42,8 @@ from .results_files import (
     DEPLOY_TORCH_INT8,
 )
 from .speed import time_dataset_pass
+from .student import count_parameters
+from .tasks import GLUE_TASKS, TASKS, TEXT_COLUMNS
 
 
 # ------------------------------------------------------------------------------ int8
@@ -52,9 +51,8 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of `model` with every `nn.Linear` dynamically quantised to int8 (weights int8,
     activations quantised on the fly): the cheapest compression there is, no calibration data.
 
-    Uses `torch.ao.quantization.quantize_dynamic`, which torch 2.13 still ships and runs but
-    announces as deprecated in favour of torchao; its warnings are silenced here, once.
-    The embeddings (most of a small model's bytes) stay fp32.
+    `torch.ao.quantization.quantize_dynamic` is deprecated in favour of torchao; its warnings
+    are silenced here. The embeddings (most of a small model's bytes) stay fp32.
     """
     try:
         from torch.ao.quantization import quantize_dynamic
@@ -137,9 +135,9 @@ def _check_task(task: Any) -> None:
         raise TypeError(f"task must be a task name such as 'sst2', got {type(task).__name__}. "
                         "The signature is deploy_report(student_dir, teacher_dir, cfg, task, "
                         "tokenizer=...)")
-    if task not in TEXT_KEYS or task == "stsb":
+    if task not in GLUE_TASKS or task == "stsb":
         raise ValueError(f"deploy_report scores accuracy: choose a classification task among "
-                         f"{sorted(set(TEXT_KEYS) - {'stsb'})}, not {task!r}")
+                         f"{sorted(set(GLUE_TASKS) - {'stsb'})}, not {task!r}")
 
 
 def _check_pair(student: torch.nn.Module, teacher: torch.nn.Module) -> None:
@@ -185,12 +183,11 @@ def deploy_report(fp32_student_cls_dir: str | Path, teacher_cls_dir: str | Path,
                   out_dir: str | Path | None = None, verbose: bool = True) -> dict[str, Any]:
     """Accuracy and batch-1 speed of fp32 / int8 / ONNX students against the fp32 teacher.
 
-    Both directories hold classifiers fine-tuned on `task` (notebook 06 saves them under
-    `finetuned/`). Accuracy is on the task's dev split (capped by `cfg.ft_max_eval`), with
-    each variant's agreement with the fp32 student; timing uses `cfg.bench_max_examples`
-    dev examples, `cfg.bench_repeats` interleaved repeats, tokenisation excluded; every
-    ratio is against the fp32 teacher. Written to `deploy.json` in `out_dir` (default
-    `cfg.out`); the ONNX files go to its `deploy/` folder.
+    Both directories hold classifiers fine-tuned on `task`. Accuracy is on the task's dev
+    split, with each variant's agreement with the fp32 student; timing uses
+    `cfg.bench_max_examples` examples and `cfg.bench_repeats` interleaved repeats without
+    tokenisation. Written to `deploy.json` in `out_dir` (default `cfg.out`), the ONNX files
+    to its `deploy/` folder.
     """
     _check_task(task)
     student = _load_classifier(str(fp32_student_cls_dir), "student")
@@ -199,7 +196,7 @@ def deploy_report(fp32_student_cls_dir: str | Path, teacher_cls_dir: str | Path,
     tok = tokenizer if tokenizer is not None else load_tokenizer(str(fp32_student_cls_dir))
     out = Path(out_dir) if out_dir is not None else cfg.out
     models, sizes, errors = _variants(student, teacher, tok, out / "deploy")
-    dev = load_split(f"glue/{task}", dev_split(task), cfg.data_dir)
+    dev = load_split(f"glue/{task}", TASKS[task].dev_split, cfg.data_dir)
     if cfg.ft_max_eval is not None:
         dev = dev.select(range(min(len(dev), cfg.ft_max_eval)))
     preds = {k: predictions(m, tok, dev) for k, m in models.items()}
@@ -217,7 +214,7 @@ def deploy_report(fp32_student_cls_dir: str | Path, teacher_cls_dir: str | Path,
         t = timing["models"]
         onnx_speedup = paired_ratio(t[DEPLOY_ONNX_TEACHER]["times"],
                                     t[DEPLOY_ONNX]["times"])
-    report = {"task": task, "split": dev_split(task),
+    report = {"task": task, "split": TASKS[task].dev_split,
               "examples_accuracy": len(labels), "examples_timing": len(texts),
               "reference": DEPLOY_TEACHER, "threads": timing["threads"], "models": rows,
               "onnx_error": errors.get("onnx"), "onnx_int8_error": errors.get("onnx_int8"),

@@ -18,9 +18,8 @@ from typing import Any
 
 import torch
 
-# The collectives of training wait for the slowest rank's step, checkpoint or compilation:
-# minutes. The corpus is tokenised beforehand, in one process (`distill --prepare-corpus`),
-# so no rank waits hours in a collective and a dead rank is noticed in minutes.
+# A collective waits at most this for the slowest rank: minutes, so a dead rank is noticed
+# soon (the corpus is tokenised beforehand, by `distill --prepare-corpus`).
 DEFAULT_TIMEOUT_S = 15 * 60
 
 
@@ -82,11 +81,9 @@ def set_tf32(enabled: bool, device: torch.device) -> None:
     """TF32 for float32 CUDA matmuls and convolutions on a GPU that has it (8.0 on), for the
     whole process; the one place the suite sets it (fine-tuning too: `Trainer` gets no tf32).
 
-    torch 2.13 keeps two sets of flags and raises "a mix of the legacy and new APIs" when they
-    disagree and are read: after the legacy `allow_tf32` flags, or even after `Trainer(tf32=
-    True)` alone, `torch.get_float32_matmul_precision()` (which inductor reads) raises. This
-    combination leaves every reader working (tests/test_gpu_path.py), and CPU (oneDNN)
-    matmuls in full float32, so the CPU timings of notebook 06 are unchanged.
+    torch raises "a mix of the legacy and new APIs" when its legacy `allow_tf32` flags and the
+    new ones disagree and are read (inductor reads them); this combination keeps every reader
+    working and CPU (oneDNN) matmuls in full float32.
     """
     if device.type == "cuda" and enabled and capability(device)[0] >= 8:  # TF32: Ampere on
         torch.set_float32_matmul_precision("high")
@@ -107,8 +104,7 @@ def check_single_process(what: str) -> None:
     """Refuse to run `what` under several processes (torchrun), before any work or write.
 
     Fine-tuning runs in one process on one device: every rank would save the model into the
-    same folder and write the same run record and results file. A GLUE task fine-tunes on one
-    GPU in minutes; the suite's multi-process runs are distillation's (`distill`).
+    same folder and write the same run record and results file.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:

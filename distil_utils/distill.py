@@ -12,23 +12,36 @@ Multi-device runs use DDP through `accelerate` under `torchrun` (`devices.py`):
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
+import json
 import os
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from transformers import DistilBertForMaskedLM
 
+from .artefacts import (
+    is_current,
+    read_stamp,
+    save_model,
+    stale_reason,
+    student_stamp,
+    teacher_stamp,
+    write_result,
+)
 from .config import Config, get_config
+from .data import corpus_cache_dir, corpus_info, prepare_sequences, token_counts_of
 from .devices import dist_info, resolve_device
 from .fused_head import can_fuse, fused_triple_loss
 from .heldout import evaluate_mlm
 from .losses import triple_loss
 from .masking import encoder_mask, masked_batch, masking_weights
-from .results_io import ResultsLockedError, lock_results, write_result
-from .teacher import check_vocab, prepare_teacher, prepare_tokenizer
+from .recipe import plan, resolve
+from .results_io import ResultsLockedError, lock_results, read_result
+from .student import random_student, student_from_teacher
+from .teacher import build_teacher, check_vocab, load_teacher, prepare_tokenizer, teacher_is_saved
 from .training import (
     LossFn,
     StepLoss,
@@ -38,6 +51,7 @@ from .training import (
     run_fingerprint,
     train_loop,
 )
+from .validation import parse_value
 
 
 # ------------------------------------------------------------------------ the losses
@@ -122,8 +136,6 @@ def make_mlm_loss(cfg: Config, weights: torch.Tensor, mask_id: int, vocab_size: 
 def corpus_weights(seqs: Any, tokenizer: Any, smoothing: float | None) -> torch.Tensor:
     """The reference's masking weights from the corpus token counts (uniform if None);
     the counts are one bincount over the Arrow values, cached beside the corpus cache."""
-    from .data import token_counts_of
-
     counts = None
     if smoothing is not None:
         counts = token_counts_of(seqs, len(tokenizer))
@@ -137,18 +149,11 @@ class CorpusNotPreparedError(RuntimeError):
 def prepare_corpus(cfg: Config, tokenizer: Any) -> tuple[Any, Any]:
     """Tokenised (train, held-out) sequences for the profile's corpus, and the recipe.
 
-    Tokenised once per corpus settings and cached on disk (`data.prepare_sequences`), then
-    memory-mapped. In one process a missing cache is built here. Under several processes it
-    must exist already (`python -m distil_utils.distill --prepare-corpus`, one process, on a
-    file system every rank reads): each rank refuses before the process group starts, rather
-    than waiting in a collective for hours while rank 0 tokenises the paper's corpus; so the
-    collectives of training keep a timeout of minutes (`dist_timeout_s`). The recipe's derived
-    settings are filled in on `cfg` (`recipe.resolve`: grad_accum from the number of
-    processes, max_steps from epochs).
+    Tokenised once per corpus settings and cached on disk (`data.prepare_sequences`). In one
+    process a missing cache is built here; under several it must exist already
+    (`--prepare-corpus`), so no rank waits in a collective while another tokenises and
+    `dist_timeout_s` can stay at minutes. Fills in the recipe's derived settings on `cfg`.
     """
-    from .data import corpus_cache_dir, corpus_info, prepare_sequences
-    from .recipe import resolve
-
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > 1 and corpus_info(cfg) is None:
         raise CorpusNotPreparedError(
@@ -173,10 +178,6 @@ def run_distillation(cfg: Config, teacher: torch.nn.Module, tokenizer: Any, trai
     an interrupted run resumes from its checkpoint, and a student already distilled under
     exactly these settings is loaded instead of trained again.
     """
-    from .artefacts import is_current, student_stamp
-    from .results_io import read_result
-    from .student import random_student, save_model, student_from_teacher
-
     if cfg.max_steps is None:
         raise ValueError("max_steps is None: with `epochs` it is derived from the corpus size "
                          "by prepare_corpus(cfg, tokenizer); call that first, or set max_steps")
@@ -191,8 +192,6 @@ def run_distillation(cfg: Config, teacher: torch.nn.Module, tokenizer: Any, trai
     out_dir, history_path = cfg.out / name, cfg.out / f"{name}_history.json"
     dev = resolve_device(cfg.device)
     if stop_at is None and is_current(out_dir, stamp) and history_path.is_file():
-        from transformers import DistilBertForMaskedLM
-
         history = read_result(history_path)["metrics"]["history"]
         return DistilBertForMaskedLM.from_pretrained(out_dir).to(dev).eval(), history
     student = student_from_teacher(teacher, cfg.student_layers)
@@ -223,6 +222,78 @@ def run_distillation(cfg: Config, teacher: torch.nn.Module, tokenizer: Any, trai
     return student, history
 
 
+# ------------------------------------------------------------------- the teacher
+def prepare_teacher(cfg: Config, tokenizer: Any, train_seqs: Any = None,
+                    held_seqs: Any = None) -> tuple[torch.nn.Module, str, dict]:
+    """The profile's masked-LM teacher, its path, and its adaptation report.
+
+    A teacher without an MLM head (a sentence encoder such as MiniLM) or the smoke profile's
+    tiny random teacher is given a head and trained with masked-LM for `cfg.adapt_steps`
+    steps, then saved under `results/<profile>/teacher` with its stamp and adaptation report.
+    The saved teacher is reused only while its stamp matches the settings.
+    """
+    cached = cfg.out / "teacher"
+    stamp = teacher_stamp(cfg)
+    report_path = cfg.out / "teacher_adaptation.json"
+    saved = teacher_is_saved(cfg)
+    rank = dist_info()[0]
+    if saved:
+        reason = stale_reason(cached, stamp)
+        if reason is None:
+            teacher = load_teacher(cached)
+            check_vocab(teacher, tokenizer)
+            report = read_stamp(cached).get("report") or {}
+            if rank == 0 and report and not report_path.exists():
+                # the report travels inside the teacher's folder: a kill between the two
+                # writes loses nothing
+                write_result(report_path, report, cfg, teacher=cfg.teacher, model=str(cached))
+            return teacher, str(cached), report
+        if (cached / "config.json").exists() and rank == 0:
+            print(f"[teacher] {reason}: making it again", flush=True)
+    teacher = build_teacher(cfg, tokenizer)
+    if not saved:
+        return teacher.eval(), cfg.teacher, {}
+    report = {}
+    if cfg.adapt_steps > 0:
+        if train_seqs is None:
+            train_seqs, held_seqs = prepare_corpus(cfg, tokenizer)
+        report = adapt_teacher(teacher, cfg, tokenizer, train_seqs, held_seqs)
+    if rank == 0:
+        save_model(teacher, tokenizer, cached, stamp, report=report)
+        if report:
+            write_result(report_path, report, cfg, teacher=cfg.teacher, model=str(cached))
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()  # every rank returns the path once the folder exists
+    return teacher.eval(), str(cached), report
+
+
+def adapt_teacher(teacher: torch.nn.Module, cfg: Config, tokenizer: Any, train_seqs: Any,
+                  held_seqs: Any) -> dict:
+    """Train a teacher's MLM head (lr adapt_head_lr) and encoder (adapt_lr) with masked-LM."""
+    # the corpus, its masking weights, the MLM loss and the held-out measure are the
+    # distillation's own, so the adapted teacher is measured as the students are
+    before = evaluate_mlm(teacher, held_seqs, tokenizer, n_batches=cfg.eval_batches,
+                          seed=cfg.seed)
+    head = [p for n, p in teacher.named_parameters() if n.startswith("cls.")]
+    head_ids = {id(p) for p in head}
+    body = [p for p in teacher.parameters() if id(p) not in head_ids]
+    weights = corpus_weights(train_seqs, tokenizer, cfg.adapt_mlm_smoothing)
+    loss_fn = make_mlm_loss(cfg, weights, tokenizer.mask_token_id, len(tokenizer))
+    fp = run_fingerprint(cfg, "adapt")
+    history = train_loop(
+        teacher, loss_fn, train_seqs, cfg=cfg, max_steps=cfg.adapt_steps, lr=cfg.adapt_lr,
+        ckpt_path=checkpoint_for(cfg.out / "checkpoints" / "teacher_adapt.pt", fp),
+        fingerprint=fp,
+        pad_id=tokenizer.pad_token_id,
+        param_groups=[{"params": body, "lr": cfg.adapt_lr},
+                      {"params": head, "lr": cfg.adapt_head_lr}], desc="adapt teacher")
+    after = evaluate_mlm(teacher, held_seqs, tokenizer, n_batches=cfg.eval_batches,
+                         seed=cfg.seed)
+    return {"before": before, "after": after, "steps": cfg.adapt_steps,
+            "mlm_smoothing": cfg.adapt_mlm_smoothing,
+            "final_loss": history[-1]["loss"] if history else None}
+
+
 # ------------------------------------------------------------------------ command line
 def config_from_cli(profile: str, pairs: list[list[str]] | None, **fixed: Any) -> Config:
     """The profile's config with `-p key value` pairs applied; `-p key None` sets None.
@@ -235,14 +306,8 @@ def config_from_cli(profile: str, pairs: list[list[str]] | None, **fixed: Any) -
 
 
 def parse_overrides(pairs: list[list[str]] | None) -> dict[str, Any]:
-    """`-p key value` pairs; values are Python literals when they parse as one."""
-    out: dict[str, Any] = {}
-    for key, value in pairs or []:
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key] = value
-    return out
+    """`-p key value` pairs, each value read by `validation.parse_value`."""
+    return {key: parse_value(value) for key, value in pairs or []}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -262,10 +327,6 @@ def main(argv: list[str] | None = None) -> None:
                     "torchrun run; nothing is done when it is there) and exit")
     args = ap.parse_args(argv)
     if args.plan:
-        import json
-
-        from .recipe import plan
-
         print(json.dumps(plan(config_from_cli(args.profile, args.param), args.world_size)))
         return
     if args.prepare_corpus:
@@ -309,10 +370,6 @@ def main(argv: list[str] | None = None) -> None:
 
 def prepare_corpus_only(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """`--prepare-corpus`: build the tokenised corpus cache in this one process (idempotent)."""
-    import json
-
-    from .data import corpus_cache_dir, corpus_info, prepare_sequences
-
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         ap.exit(2, "error: --prepare-corpus runs in one process: start it without torchrun\n")
     try:

@@ -34,9 +34,10 @@ from .finetune import (
     training_args,
 )
 from .hub import load_split, resolve_model
+from .intervals import mean_interval
 from .metrics import load_metric, squad_scores
-from .modelcard import label_kwargs
 from .squad import article_split, eval_features, postprocess, train_features
+from .tasks import label_kwargs
 
 SQUAD_HELDOUT_FRAC = 0.3  # offline: share of SQuAD dev articles kept for evaluation
 KEPT = ("per_example", "intervals")  # what a run's record keeps for the uncertainty
@@ -45,8 +46,6 @@ KEPT = ("per_example", "intervals")  # what a run's record keeps for the uncerta
 def with_intervals(per_example: dict[str, Any], seed: int) -> dict[str, Any]:
     """`per_example` scores (%, one per test example) and each mean's 95% interval: what a
     score needs to carry its uncertainty, and the paired retention intervals of `summary`."""
-    from .intervals import mean_interval
-
     kept = {k: [float(x) for x in v] for k, v in per_example.items()}
     return {"per_example": kept,
             "intervals": {k: list(mean_interval(v, seed=seed)) for k, v in kept.items()}}

@@ -16,11 +16,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .paper import TABLE1_GLUE, TABLE2_DOWNSTREAM, TABLE3_SPEED, TABLE4_ABLATION
+from .tasks import GLUE_TASKS, TASKS
 
 PAPER_MARK = dict(marker="D", color="black", linestyle="none", markersize=6, zorder=5)
-TASK_NAMES = {"score": "macro", "cola": "CoLA", "mnli": "MNLI", "mrpc": "MRPC",
-              "qnli": "QNLI", "qqp": "QQP", "rte": "RTE", "sst2": "SST-2", "stsb": "STS-B",
-              "wnli": "WNLI", "imdb": "IMDb acc", "squad_em": "SQuAD EM", "squad_f1": "SQuAD F1"}
+TASK_NAMES = {"score": "macro", **{t: TASKS[t].display for t in GLUE_TASKS}, "imdb": "IMDb acc",
+              "squad_em": "SQuAD EM", "squad_f1": "SQuAD F1"}
 LOSS_NAMES = {"loss": ("total (weighted sum)", "loss"),
               "ce": ("$L_{ce}$: KL(teacher ‖ student) × T²", "nats per token"),
               "mlm": ("$L_{mlm}$: masked-LM cross-entropy", "nats per masked token"),
@@ -300,3 +300,13 @@ def passes_figure(res: Mapping[str, Any]) -> Any:
     fig.suptitle(f"{res['task']} dev, batch 1, {res['examples']} examples")
     fig.tight_layout()
     return fig
+
+
+def save_speed_plots(res: Mapping[str, Any], folder: str | Path) -> list[Path]:
+    """`speed.run_bench`'s latency grid and dev-set passes as PNG and SVG in `folder`."""
+    paths = []
+    for name, fig in (("speed_latency_grid", latency_grid_figure(res["grid"])),
+                      ("speed_dataset_pass", passes_figure(res))):
+        paths += save(fig, folder, name)
+        plt.close(fig)
+    return paths

@@ -31,31 +31,21 @@ from transformers import (
 )
 
 from . import ft_runs
-from .config import GLUE_TASKS, Config
+from .artefacts import save_model
+from .config import Config
 from .devices import check_single_process, gpu_precision, set_tf32
-from .glue_tasks import EVAL_SPLITS, TEXT_KEYS
 from .hub import load_split, load_tokenizer, local_files, resolve_model
-from .metrics import GLUE_METRICS, glue_macro_score, glue_metrics, load_metric, task_score
-from .modelcard import label_kwargs
+from .intervals import metric_interval
+from .metrics import glue_macro_score, glue_metrics, load_metric, task_score
 from .results_files import GLUE_MODEL
+from .tasks import GLUE_METRICS, TASKS, check_glue_task, label_kwargs
 
 EVAL_BATCH_SIZE = 64
-
-
-def num_labels(task: str) -> int:
-    """Output units of the task head: 1 for STS-B (regression), 3 for MNLI, else 2."""
-    return {"stsb": 1, "mnli": 3}.get(task, 2)
 
 
 def task_config(cfg: Config, task: str) -> Config:
     """`cfg` with the task's `ft_task_overrides` applied (e.g. full SST-2 train, one epoch)."""
     return dataclasses.replace(cfg, **cfg.ft_task_overrides.get(task, {}))
-
-
-def _check_task(task: str) -> None:
-    if task not in GLUE_TASKS:
-        raise ValueError(f"unknown GLUE task {task!r}; GLUE tasks are {list(GLUE_TASKS)} "
-                         "(Hub names: 'sst2', not 'SST-2')")
 
 
 def subset(ds: Any, n: int | None, seed: int) -> Any:
@@ -129,8 +119,6 @@ def finish(trainer: Trainer, tok: Any, output_dir: Path | None, cfg: Config, rid
             stamp: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     """Save the model (with `output_dir`) and the run's record, both stamped; `result`."""
     if output_dir is not None:
-        from .student import save_model  # atomic save_pretrained of model + tokenizer
-
         save_model(trainer.model, tok, output_dir, stamp)
     ft_runs.record(cfg, rid, stamp, result)
     return result
@@ -150,18 +138,18 @@ def glue_splits(task: str, cfg: Config) -> tuple[Any, dict[str, Any]]:
     Raises the loader's FileNotFoundError (offline copy lacks the split, e.g. qnli/mnli/qqp
     have no train split offline) or ConnectionError (Hub unreachable), both naming the fix.
     """
-    _check_task(task)
+    check_glue_task(task)
     train = subset(load_split(f"glue/{task}", "train", cfg.data_dir), cfg.ft_max_train,
                     cfg.seed)
     evals = {s: subset(load_split(f"glue/{task}", s, cfg.data_dir), cfg.ft_max_eval, cfg.seed)
-             for s in EVAL_SPLITS.get(task, ("validation",))}
+             for s in TASKS[task].eval_splits}
     return train, evals
 
 
 def missing_glue_data(task: str, cfg: Config) -> str | None:
     """Why `task` cannot run (the loader's message), or None when its splits are reachable."""
-    _check_task(task)
-    for split in ("train", *EVAL_SPLITS.get(task, ("validation",))):
+    check_glue_task(task)
+    for split in ("train", *TASKS[task].eval_splits):
         try:
             if cfg.data_dir:
                 local_files(f"glue/{task}", split, cfg.data_dir)  # no need to parse the file
@@ -173,7 +161,7 @@ def missing_glue_data(task: str, cfg: Config) -> str | None:
 
 
 def _glue_encoder(tok: Any, task: str, max_len: int):
-    a, b = TEXT_KEYS[task]
+    a, b = TASKS[task].text
 
     def encode(batch: dict) -> dict:
         return tok(batch[a], batch[b] if b else None, truncation=True, max_length=max_len)
@@ -214,7 +202,7 @@ def glue_run(model_path: str, task: str, cfg: Config, seed: int,
                       remove_columns=[c for c in train.column_names if c != "label"])
     set_seed(seed)  # before the model: the fresh head's initialisation is part of the seed
     model = AutoModelForSequenceClassification.from_pretrained(
-        resolve_model(model_path), num_labels=num_labels(task), **label_kwargs(task),
+        resolve_model(model_path), num_labels=TASKS[task].num_labels, **label_kwargs(task),
         problem_type="regression" if regression else "single_label_classification")
     out: dict[str, float] = {}
     dev: dict[str, dict[str, Any]] = {}
@@ -237,8 +225,6 @@ def glue_run(model_path: str, task: str, cfg: Config, seed: int,
 def dev_record(task: str, preds: Any, labels: list, seed: int) -> dict[str, Any]:
     """What a score needs to carry its uncertainty: the dev predictions and labels (for the
     paired retention intervals of `summary`) and each metric's 95% bootstrap interval."""
-    from .intervals import metric_interval
-
     preds = np.asarray(preds)
     names = GLUE_METRICS[task]
     return {"predictions": preds.tolist(), "labels": list(labels),
@@ -251,17 +237,15 @@ def run_glue(model_path: str, cfg: Config, name: str, tokenizer: Any = None,
              tasks: tuple[str, ...] | None = None, save_first_seed: bool = True) -> dict:
     """Every task × seed of the profile; the median over seeds per metric and the macro score.
 
-    The paper reports the median of 5 runs; the median resists the odd diverged run that
-    small GLUE tasks (RTE, MRPC, CoLA) produce. Tasks whose data is not reachable (offline
-    copies lack some train splits) are skipped and recorded with the reason, never silently
-    dropped. Writes `results/<profile>/glue_<name>.json` (with `seed_ranges`, the range across
-    seeds, and `dev`, each run's dev predictions, labels and 95% bootstrap intervals); the
-    first seed's model of each task is saved under `finetuned/<name>_<task>`.
+    The paper reports the median of 5 runs, which resists the odd diverged run of the small
+    tasks (RTE, MRPC, CoLA). Tasks whose data is unreachable are skipped and recorded with the
+    reason. Writes `glue_<name>.json` (with seed ranges and each run's dev predictions and
+    intervals); the first seed's model of each task goes to `finetuned/<name>_<task>`.
     """
     check_single_process("fine-tuning")
     tasks = tuple(tasks or cfg.glue_tasks)
     for t in tasks:
-        _check_task(t)
+        check_glue_task(t)
     skipped = {t: why for t in tasks if (why := missing_glue_data(t, cfg)) is not None}
     runnable = [t for t in tasks if t not in skipped]
     if not runnable:  # before anything is written: a good earlier file stays as it is

@@ -4,12 +4,9 @@ Model-FLOP utilisation (MFU) = the FLOPs the step needs (2 per multiply-add, rea
 only: padding is waste, not work) / its time / the peak of this very device, measured with
 a large matmul in the step's precision (not a datasheet number). Counted per step:
 
-* teacher: encoder forward + the MLM head (transform and vocabulary projection) on the rows
-  the loss uses;
-* student: the same forward, and twice it for the backward (gradients of inputs and of
-  weights).
-
-Embedding look-ups, softmaxes, LayerNorms and the optimizer are left out (a few percent).
+the teacher's encoder forward and MLM head on the rows the loss uses, and the student's same
+forward plus twice it for the backward. Embedding look-ups, softmaxes, LayerNorms and the
+optimizer are left out (a few percent).
 """
 
 from __future__ import annotations

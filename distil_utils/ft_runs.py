@@ -1,12 +1,10 @@
 """Fine-tuning runs that are done once: one stamped record per model × task × seed.
 
-A GLUE table is many independent fine-tuning runs (up to 9 tasks × 5 seeds × 2 models); a
-notebook stopped in the middle must not start them all again. Each finished run writes
-`results/<profile>/ft_runs/<model>_<task>_seed<seed>_<digest>.json` with its metrics and the
-stamp of what it was made from (the fine-tuning settings, the seed and the digest of the model it
-started from); a run whose record matches is not run again. A run in progress keeps
-`transformers.Trainer` checkpoints in `results/<profile>/checkpoints/ft/<run>/`, so a killed
-one resumes from its last checkpoint; they are deleted once the record is written.
+A GLUE table is many independent runs (up to 9 tasks × 5 seeds × 2 models); a notebook
+stopped midway must not start them all again. Each finished run writes
+`ft_runs/<model>_<task>_seed<seed>_<digest>.json` with its metrics and stamp (settings, seed,
+digest of the starting model); a matching record is not run again. A run in progress keeps
+Trainer checkpoints under `checkpoints/ft/<run>/` to resume from, deleted once recorded.
 """
 
 from __future__ import annotations
@@ -20,10 +18,11 @@ from .artefacts import (
     artefact_digest,
     is_current,
     make_stamp,
+    provenance,
     read_stamp,
     write_stamp,
 )
-from .results_io import provenance, read_json, write_json
+from .results_io import read_json, write_json
 
 # settings a fine-tuning run reads, by prefix; the seeds are the run's own argument, and
 # ft_ablation_* choose which runs the ablation table makes, not how one run trains
@@ -64,8 +63,8 @@ def finished(cfg: Any, rid: str, stamp: dict[str, Any], output_dir: Path | None 
     """The metrics of a finished run made from exactly `stamp`, else None.
 
     With `output_dir`, the saved model there must carry the same stamp too (a run that was
-    scored but whose model was deleted or re-made is run again). A record without every key
-    in `needs` (written before the suite kept them, e.g. per-example scores) is run again.
+    scored but whose model was deleted or re-made is run again), and so is a record lacking a
+    key in `needs` (e.g. per-example scores).
     """
     path = _record_path(cfg, rid)
     if not path.is_file():

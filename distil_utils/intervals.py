@@ -1,11 +1,10 @@
 """Uncertainty: seeded bootstrap intervals for dev-set metrics, retention and speed ratios.
 
 A dev set of 872 sentences moves SST-2 accuracy by 0.11 points per sentence, and a timed pass
-of 1.5 s moves with whatever else the machine does; a number without its interval cannot say
-whether two rows differ. The percentile bootstrap is used throughout (resampling examples, or
-timing rounds), seeded so that the same data give the same interval. scipy's
-`scipy.stats.bootstrap` does not resample two models' predictions *paired* on one dev set for
-a ratio of their scores, which retention needs, so the resampling is written here (numpy).
+moves with whatever else the machine does; without its interval a number cannot say whether
+two rows differ. The percentile bootstrap is used throughout (resampling examples, or timing
+rounds), seeded. It is written here in numpy because `scipy.stats.bootstrap` cannot resample
+two models' predictions *paired* for a ratio of their scores, which retention needs.
 """
 
 from __future__ import annotations

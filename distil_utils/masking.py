@@ -44,9 +44,8 @@ def mask_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, weights: 
     `weights[token]` (special and padding tokens have weight 0, so they are never chosen);
     of those, 80% become [MASK], 10% a random token, 10% stay unchanged. "Real tokens" counts
     [CLS] and [SEP] as the reference does (`ceil(0.15 × lengths.sum())` in its
-    `prepare_batch_mlm`), although they are never chosen: 6% more masked positions than
-    counting the maskable tokens only on 30-token sequences, 1.6% at 128. `count_special=False`
-    counts the maskable tokens only.
+    `prepare_batch_mlm`), although they are never chosen; `count_special=False` counts the
+    maskable tokens only.
     """
     flat = input_ids.reshape(-1)
     real = attention_mask.reshape(-1).to(weights.dtype)
@@ -76,12 +75,10 @@ def masked_batch(batch: dict[str, torch.Tensor], weights: torch.Tensor, mask_tok
     """One micro-batch made ready for a masked-LM step, on the host.
 
     The masking (`mask_tokens`, with the step's CPU generator) and the row indices the losses
-    read — `mlm_index`, the masked positions, and `ce_index`, the distillation term's rows
-    (every real token, or the masked ones) — are computed here, before the batch goes to the
-    device: under DDP with `device_ids` the forward receives tensors already moved to the GPU
-    (the CPU weights and generator would meet CUDA ids), and on a GPU a `nonzero` or a boolean
-    index in the step would wait for the device at every micro-batch. "padded" (a Python bool)
-    says whether any position is padding (`encoder_mask`).
+    read (`mlm_index`: masked positions; `ce_index`: the distillation term's rows) are computed
+    here, before the batch goes to the device: under DDP the forward's inputs are already on
+    the GPU, and a `nonzero` there would wait for the device at every micro-batch. "padded"
+    (a Python bool) says whether any position is padding (`encoder_mask`).
     """
     ids, am = batch["input_ids"], batch["attention_mask"]
     masked, labels = mask_tokens(ids, am, weights, mask_token_id, vocab_size, mlm_prob,

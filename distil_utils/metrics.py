@@ -1,12 +1,9 @@
 """GLUE and SQuAD v1.1 metrics exactly as the paper reports them, offline.
 
-`evaluate.load("glue", task)` fetches its metric script from the Hub at run time and fails
-offline, so the metrics live here as plain functions (checked against scikit-learn, SciPy and
-hand-worked SQuAD cases in the tests) and served to `evaluate` as local metric modules
-(`load_metric`): `evaluate.load(DIRECTORY)` reads a module from a path without the Hub.
-Fine-tuning scores its dev sets through those modules; the modules call these functions, so
-there is one implementation, and the bootstrap intervals (thousands of resamples) call the
-functions directly. Scores are in percent, as the paper's tables print them.
+`evaluate.load("glue", task)` fetches its script from the Hub and fails offline, so the
+metrics are plain functions here, served to `evaluate` as local metric modules
+(`load_metric`) for fine-tuning and called directly by the bootstrap intervals: one
+implementation. Scores are in percent, as the paper's tables print them.
 """
 
 from __future__ import annotations
@@ -21,15 +18,8 @@ from typing import Any
 
 import numpy as np
 
-# The metric(s) GLUE reports per task, under the Hub's task names. MNLI is scored on two dev
-# sets; "mnli" alone means one of them.
-GLUE_METRICS: dict[str, tuple[str, ...]] = {
-    "cola": ("matthews_correlation",),
-    "sst2": ("accuracy",), "qnli": ("accuracy",), "rte": ("accuracy",), "wnli": ("accuracy",),
-    "mnli": ("accuracy",), "mnli_matched": ("accuracy",), "mnli_mismatched": ("accuracy",),
-    "mrpc": ("f1", "accuracy"), "qqp": ("f1", "accuracy"),
-    "stsb": ("pearson", "spearmanr"),
-}
+from .tasks import GLUE_METRICS
+
 MODULES = Path(__file__).resolve().parent / "metric_modules"
 LOCAL_MODULES = {"glue": MODULES / "glue_local", "squad": MODULES / "squad_local"}
 

@@ -1,4 +1,4 @@
-"""What timing (`speed`, `speed_grid`) and deployment (`deploy`) both feed a model: the
+"""What timing (`speed`) and deployment (`deploy`) both feed a model: the
 tokenizer outputs it takes, tokenised batches, a task's dev texts, and its size on disk.
 """
 
@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .analysis import count_parameters
 from .config import Config
-from .glue_tasks import TEXT_KEYS, dev_split
 from .hub import load_split, load_tokenizer, resolve_model
+from .student import count_parameters
+from .tasks import GLUE_TASKS, TASKS
 
 STANDARD_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 FRESH_HEAD_NOTE = ("{name}: a masked-LM / encoder checkpoint, loaded with a freshly initialised "
@@ -95,15 +95,6 @@ def bench_tokenizer(teacher: str, student: str, cfg: Config) -> Any:
                   ". Save the tokenizer beside the model or pass tokenizer=...")
 
 
-def check_vocab(tokenizer: Any, models: Mapping[str, Any]) -> None:
-    for name, m in models.items():
-        vocab = getattr(getattr(m, "config", None), "vocab_size", None)
-        if vocab is not None and len(tokenizer) > vocab:
-            raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the {name} has a "
-                             f"{vocab}-token vocabulary: ids would index past its embeddings. "
-                             "Pass the model's own tokenizer.")
-
-
 # ------------------------------------------------------------------------------ inputs
 def accepted_inputs(model: Any) -> set[str]:
     """Tokenizer outputs the model takes: DistilBERT takes no token_type_ids.
@@ -134,10 +125,10 @@ def max_positions(models: Mapping[str, Any] | Sequence[Any], default: int = 512)
 
 def task_texts(task: str, cfg: Config, split: str | None = None) -> list:
     """Sentences (or sentence pairs) of a GLUE task's dev split, capped by `bench_max_examples`."""
-    if task not in TEXT_KEYS:
-        raise ValueError(f"unknown task {task!r} for timing; choose one of {sorted(TEXT_KEYS)}")
-    a, b = TEXT_KEYS[task]
-    ds = load_split(f"glue/{task}", split or dev_split(task), cfg.data_dir)
+    if task not in GLUE_TASKS:
+        raise ValueError(f"unknown task {task!r} for timing; choose one of {sorted(GLUE_TASKS)}")
+    a, b = TASKS[task].text
+    ds = load_split(f"glue/{task}", split or TASKS[task].dev_split, cfg.data_dir)
     if cfg.bench_max_examples is not None:
         ds = ds.select(range(min(len(ds), cfg.bench_max_examples)))
     return [(x, y) for x, y in zip(ds[a], ds[b], strict=True)] if b else list(ds[a])

@@ -18,30 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from .config import ROOT
+from .hub import MINILM_HUB
+from .tasks import CORPORA, DATASETS, TASKS
 
-# The Hub data sets' own label names (nyu-mll/glue, stanfordnlp/imdb), by label id.
-LABEL_NAMES: dict[str, tuple[str, ...]] = {
-    "cola": ("unacceptable", "acceptable"),
-    "sst2": ("negative", "positive"),
-    "mrpc": ("not_equivalent", "equivalent"),
-    "qqp": ("not_duplicate", "duplicate"),
-    "mnli": ("entailment", "neutral", "contradiction"),
-    "qnli": ("entailment", "not_entailment"),
-    "rte": ("entailment", "not_entailment"),
-    "wnli": ("not_entailment", "entailment"),
-    "stsb": ("similarity",),  # one regression output, a 0-5 score
-    "imdb": ("negative", "positive"),
-}
-CORPUS_HUB = {"wikipedia": "wikimedia/wikipedia", "bookcorpus": "bookcorpus/bookcorpus",
-              "wikitext": "Salesforce/wikitext", "imdb": "stanfordnlp/imdb"}
-TASK_HUB = {"imdb": "stanfordnlp/imdb", "squad": "rajpurkar/squad"}
 PAPER = "https://arxiv.org/abs/1910.01108"
-
-
-def label_kwargs(task: str) -> dict[str, dict]:
-    """`id2label` / `label2id` for `from_pretrained` of a `task` classifier."""
-    names = LABEL_NAMES[task]
-    return {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
 
 
 def git_commit(root: Path = ROOT) -> str | None:
@@ -75,7 +55,7 @@ def _read(path: Path) -> dict[str, Any]:
 def _role(name: str) -> tuple[str, str | None]:
     """(model name, task) from a directory name: "student" -> ("student", None),
     "student_sst2" -> ("student", "sst2"), "teacher_squad" -> ("teacher", "squad")."""
-    for task in (*LABEL_NAMES, "squad"):
+    for task in TASKS:
         if name.endswith(f"_{task}"):
             return name.removesuffix(f"_{task}"), task
     return name, None
@@ -125,13 +105,13 @@ def build_card(model_dir: str | Path, config: Any) -> Any:
     metrics = model_metrics(model_dir.with_name(name), profile_dir)
     cfg_file = profile_dir / "config" / "01_teacher.json" if profile_dir else None
     corpus = _read(cfg_file).get("config", {}).get("corpus", []) if cfg_file else []
-    datasets = [CORPUS_HUB.get(c, c) for c in corpus]
+    datasets = [DATASETS[CORPORA[c][0]].hub if c in CORPORA else c for c in corpus]
     if task:
-        datasets.append(TASK_HUB.get(task, "nyu-mll/glue"))
+        datasets.append(DATASETS[TASKS[task].dataset].hub)
     layers = getattr(config, "distil_teacher_layers", None)
     base = teacher if teacher and teacher not in ("tiny",) else None
     evals = [EvalResult(task_type="text-classification" if task != "squad" else
-                        "question-answering", dataset_type=TASK_HUB.get(task, "nyu-mll/glue"),
+                        "question-answering", dataset_type=DATASETS[TASKS[task].dataset].hub,
                         dataset_name=task or "glue", metric_type=k, metric_value=v)
              for k, v in metrics.items()] if task else None
     data = ModelCardData(
@@ -171,8 +151,6 @@ def build_card(model_dir: str | Path, config: Any) -> Any:
 
 def _hub_name(name: str | None) -> str | None:
     if name == "minilm":
-        from .hub import MINILM_HUB
-
         return MINILM_HUB
     return name if name and not Path(name).is_absolute() else None
 

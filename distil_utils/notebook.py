@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, get_config
+from .figures import save
 from .results_io import lock_results, versions, write_json
 
 
@@ -79,8 +80,6 @@ def _plot_theme() -> None:
 
 def save_figure(fig: Any, cfg: Config, name: str) -> list[Path]:
     """Save a matplotlib figure as PNG and SVG under `results/<profile>/figures/`."""
-    from .figures import save
-
     return save(fig, cfg.out / "figures", name)
 
 
@@ -93,12 +92,10 @@ def quiet_progress() -> None:
     """Keep executed notebooks readable: no per-file bars from datasets (map, casting),
     transformers (loading and writing weights) or Trainer.
 
-    In a batch run (papermill) every progress bar would be saved as frozen "0%" text, so
-    tqdm is switched off too; call this before the suite's modules are imported (the set-up
-    cell's first line): they bind `tqdm.auto.tqdm`, and tqdm reads TQDM_DISABLE, at import.
-    Trainer then falls back to printing its final metrics as a raw dict, which is silenced
-    as well: the notebook prints its own rounded tables. Interactive kernels keep tqdm's
-    and Trainer's live bars.
+    In a batch run (papermill) a progress bar would be saved as frozen "0%" text, so tqdm is
+    switched off too, and Trainer's raw-dict fallback with it. Call this before the suite's
+    modules are imported: they bind `tqdm.auto.tqdm` (which reads TQDM_DISABLE) at import.
+    Interactive kernels keep their live bars.
     """
     if batch_run():
         os.environ["TQDM_DISABLE"] = "1"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .figures import TASK_NAMES
 from .paper import TABLE1_GLUE, TABLE2_DOWNSTREAM, TABLE3_SPEED, TABLE4_ABLATION
 from .results_files import DEPLOY_STUDENT
 
@@ -306,6 +307,5 @@ def glue_frame(table: Any, tasks: Sequence[str]) -> Any:
     df.loc[paper, f"macro, {len(cols)} tasks (%)"] = df.loc[paper, cols].mean(axis=1)
     df.insert(2, "macro, 9 tasks (paper, %)", df["score"].where(paper))
     df = df.drop(columns="score")
-    from .figures import TASK_NAMES
 
     return tidy(df, 1, {c: f"{TASK_NAMES.get(c, c)} (%)" for c in cols}).set_index("model")

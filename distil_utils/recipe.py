@@ -17,35 +17,13 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import torch
+import torch
 
-    from .config import Config
-
-
-class RecipeError(ValueError):
-    """A run that would train nothing, or a recipe the hardware cannot follow."""
-
-
-def check_recipe(cfg: Config) -> None:
-    """Called at the end of `config.validate`: refuse a run that would train nothing."""
-    if cfg.max_steps is None and cfg.epochs is None:
-        raise RecipeError("max_steps is None and epochs is None: the run would train nothing; "
-                          "give one, e.g. -p max_steps 200 or -p epochs 3")
-    if cfg.max_steps is not None and cfg.epochs is None and cfg.max_steps < 1:
-        raise RecipeError(f"max_steps is {cfg.max_steps}: distillation would train nothing; "
-                          "give it steps (e.g. -p max_steps 200) or epochs (-p epochs 3, "
-                          "with -p max_steps None)")
-    if cfg.epochs is not None and not cfg.epochs > 0:
-        raise RecipeError(f"epochs must be > 0 (got {cfg.epochs}); the paper trains 3")
-    if cfg.global_batch is not None and cfg.global_batch < cfg.batch_size:
-        raise RecipeError(f"global_batch {cfg.global_batch} is smaller than one device's batch "
-                          f"(batch_size {cfg.batch_size}): lower batch_size")
-    if cfg.dist_timeout_s < 60:
-        raise RecipeError(f"dist_timeout_s must be >= 60 (got {cfg.dist_timeout_s}): a "
-                          "collective waits that long for a rank's checkpoint or compilation")
+from .config import Config
+from .data import batches_per_epoch, corpus_cache_dir, corpus_info
+from .devices import gpu_precision
 
 
 def grad_accum(cfg: Config, world: int) -> int:
@@ -58,8 +36,6 @@ def grad_accum(cfg: Config, world: int) -> int:
 def total_steps(cfg: Config, n_sequences: int, world: int) -> int:
     """Optimizer steps of `epochs` passes over `n_sequences` (as `data.batch_stream` cuts
     them: whole length-grouped micro-batches, a multiple of `world` per epoch)."""
-    from .data import batches_per_epoch
-
     per_epoch = batches_per_epoch(n_sequences, cfg.batch_size)
     usable = per_epoch - per_epoch % world
     return max(1, math.ceil(cfg.epochs * usable / (grad_accum(cfg, world) * world)))
@@ -83,8 +59,6 @@ def resolve(cfg: Config, n_sequences: int, world: int) -> Config:
 def precision(cfg: Config, device: torch.device | str) -> str | None:
     """"bf16", "fp16" or None (float32) for a run on `device`: on a GPU, bf16 only where it
     is native (`devices.gpu_precision`: a T4 or V100 gets fp16 with loss scaling)."""
-    from .devices import gpu_precision
-
     kind = device if isinstance(device, str) else device.type
     if cfg.distill_autocast is not None:
         return cfg.distill_autocast
@@ -95,8 +69,6 @@ def precision(cfg: Config, device: torch.device | str) -> str | None:
 
 
 def _planned_device(cfg: Config) -> str:
-    import torch
-
     if cfg.device != "auto":
         return cfg.device
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -108,10 +80,6 @@ def plan(cfg: Config, world_size: int | None = None) -> dict[str, Any]:
     `world_size` defaults to $WORLD_SIZE (under torchrun), else the visible GPUs, else 1.
     `total_steps` is None until the corpus has been tokenised (its size is not known yet).
     """
-    import torch
-
-    from .data import corpus_cache_dir, corpus_info
-
     device = _planned_device(cfg)
     if world_size is None:
         world_size = int(os.environ.get("WORLD_SIZE", "0")) or (

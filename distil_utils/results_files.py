@@ -1,13 +1,11 @@
 """Every results file the suite writes under `results/<profile>/`: its name, its one writer
 and the keys of its `metrics` block, declared once.
 
-Each file is written by exactly one function (`writer`), through `ResultsFile.write`, which
-refuses metrics that lack a declared key or hold an undeclared one; the summary
-(`summary`) and the notebooks read the files back through the same declarations
-(`ResultsFile.get`), so a renamed key is an error at the writer, not a silently empty table.
-The notebooks' own files (`01_teacher.json` ... `06_speed.json`) are assembled here from
-what the notebook computed; the package's files (`glue_<model>.json`, `speed.json`,
-`deploy.json`, `summary.json`) are written by the function that computes them.
+`ResultsFile.write` refuses metrics that lack a declared key or hold an undeclared one, and
+`summary` and the notebooks read through the same declarations (`ResultsFile.get`), so a
+renamed key is an error at the writer, not a silently empty table. The notebooks' files
+(`01_teacher.json` ... `06_speed.json`) are assembled here; the package's own files are
+written by the function that computes them.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .results_io import write_result
+from .artefacts import write_result
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,8 +95,8 @@ SUMMARY = ResultsFile("summary.json", "summary.write_summary",
                        "mlm"))
 FILES = (TEACHER, INIT, DISTILL, GLUE_MODEL, GLUE, DOWNSTREAM, BENCH, DEPLOY, SPEED, SUMMARY)
 
-# The rows of deploy.json's "models": every
-# deployable form of the student, the fp32 teacher first (the reference of every ratio).
+# The rows of deploy.json's "models": every deployable form of the student, the fp32 teacher
+# first (the reference of every ratio).
 DEPLOY_TEACHER, DEPLOY_STUDENT = "teacher fp32", "student fp32"
 DEPLOY_TORCH_INT8 = "student int8 (torch)"
 DEPLOY_ONNX, DEPLOY_ONNX_TEACHER = "student ONNX fp32", "teacher ONNX fp32"

@@ -75,40 +75,6 @@ def versions() -> dict[str, str]:
     return out
 
 
-def provenance(config: Any = None, **extra: Any) -> dict[str, Any]:
-    """What produced a result: profile, seed, versions, command and time.
-
-    Every results file carries this block so a number can be traced back to the run that
-    made it.
-    """
-    from .artefacts import NOT_RUN_SETTINGS, artefact_digest, digest
-
-    cfg = config.to_dict() if hasattr(config, "to_dict") else (config or {})
-    cmd = os.environ.get("DISTIL_COMMAND") or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    out = {
-        "profile": cfg.get("profile"),
-        "seed": cfg.get("seed"),
-        "command": cmd,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "versions": versions(),
-        **extra,
-    }
-    if cfg:  # what the numbers depend on, so a reader can tell a stale file from a current one
-        out["settings_sha256"] = digest({k: v for k, v in cfg.items()
-                                         if k not in NOT_RUN_SETTINGS})
-    # models named by path (teacher=..., student=...) are recorded by their stamp's digest
-    models = {k: artefact_digest(v) for k, v in extra.items()
-              if isinstance(v, (str, Path)) and Path(str(v)).is_dir()}
-    if models:
-        out["artefacts"] = models
-    return out
-
-
-def write_result(path: str | Path, metrics: dict[str, Any], config: Any = None,
-                 **extra: Any) -> Path:
-    """Write `{"provenance": ..., "metrics": ...}` atomically under a results directory."""
-    return write_json(path, {"provenance": provenance(config, **extra), "metrics": metrics})
-
 
 # Set by the runner (`reproduce`) for each notebook: every results file or model folder the
 # notebook reads is listed there, so `--skip-done` knows exactly which inputs to compare.

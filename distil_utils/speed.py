@@ -1,19 +1,13 @@
 """Size and CPU speed, teacher vs student, the way the paper's Table 3 measured them, and more.
 
 The paper timed one full pass over the STS-B dev set at batch size 1 on a CPU (Table 3:
-BERT-base 668 s, DistilBERT 410 s). A single pass on a shared machine is noise, so here:
+BERT-base 668 s, DistilBERT 410 s). A single pass on a shared machine is noise, so every
+model is warmed up, the models are interleaved (A, B; then B, A) so drifts hit both alike,
+passes are repeated (median and spread), and the student/teacher *ratio* is reported for
+every figure: it carries over between machines, unlike the seconds.
 
-* every model is warmed up first (the first calls allocate memory and pick kernels);
-* the models are *interleaved* in the same run (repeat r: A, B; repeat r+1: B, A), so a busy
-  neighbour or a CPU frequency change slows them alike instead of biasing one;
-* each pass is repeated and the median with its spread (min/max, quartiles) is reported;
-* with tokenisation excluded, the texts are tokenised once and the very same tensors reach
-  every model; with it included, each pass tokenises as a deployed model would;
-* the student/teacher *ratio* is reported for every figure: it is what carries over between
-  machines, unlike the seconds.
-
-The batch × length grid is `speed_grid`, the plots `figures`, the command line
-`python -m distil_utils.tools.speed_cli`.
+Beyond Table 3, a batch size × sequence length grid on random token ids without padding.
+The plots are `figures.save_speed_plots`, the command line `python -m benchmarks.speed_cli`.
 """
 
 from __future__ import annotations
@@ -28,7 +22,6 @@ from typing import Any
 
 import torch
 
-from .analysis import count_parameters
 from .config import Config
 from .intervals import halfwidth, paired_ratio
 from .model_inputs import (
@@ -36,7 +29,6 @@ from .model_inputs import (
     accepted_inputs,
     batches,
     bench_tokenizer,
-    check_vocab,
     encode_batch,
     encode_texts,
     load_for_timing,
@@ -46,13 +38,165 @@ from .model_inputs import (
     select_inputs,
     task_texts,
 )
+from .paper import SOURCE, TABLE3_SPEED
 from .results_files import BENCH
-from .speed_grid import latency_grid
-from .speed_report import assemble, format_table, paper_table3
+from .student import count_parameters
+from .tasks import TASKS
+from .teacher import check_vocab
 
 
-# ------------------------------------------------------------------------------ timing
+# ------------------------------------------------------------- the latency grid
+def _vocab_size(models: Mapping[str, Any], default: int = 30522) -> int:
+    sizes = [getattr(getattr(m, "config", None), "vocab_size", None) for m in models.values()]
+    return min([x for x in sizes if x] or [default])
+
+
+def _random_batch(bs: int, length: int, vocab: int, gen: torch.Generator) -> dict:
+    low = min(1000, vocab // 2)  # above BERT's [unused]/special ids when the vocabulary allows
+    ids = torch.randint(low, vocab, (bs, length), generator=gen)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+            "token_type_ids": torch.zeros_like(ids)}
+
+
 @torch.inference_mode()
+def latency_grid(models: dict[str, Any], batch_sizes: Sequence[int], seq_lens: Sequence[int],
+                 repeats: int, *, warmup: int = 1, seed: int = 0,
+                 progress: bool = True) -> list[dict[str, Any]]:
+    """Latency (ms, median of `repeats`) and throughput (sequences/s) per model × batch × length.
+
+    Inputs are random token ids without padding, so every cell measures exactly `bs × len`
+    tokens; the models are interleaved within each cell like `time_dataset_pass`.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1 (got {repeats})")
+    limit = max_positions(models, default=10**9)
+    too_long = [n for n in seq_lens if n > limit]
+    if too_long:
+        raise ValueError(f"sequence length(s) {too_long} exceed the {limit} positions a model "
+                         "accepts; drop them from bench_seq_lens")
+    for m in models.values():
+        if isinstance(m, torch.nn.Module):
+            m.eval()
+    gen = torch.Generator().manual_seed(seed)
+    vocab, names = _vocab_size(models), list(models)
+    rows = []
+    cells = [(bs, n) for bs in batch_sizes for n in seq_lens]
+    for bs, length in progress_bar(cells, "latency grid", progress):
+        batch = _random_batch(bs, length, vocab, gen)
+        feeds = {name: select_inputs(batch, accepted_inputs(models[name])) for name in names}
+        for name in names:
+            for _ in range(warmup):
+                models[name](**feeds[name])
+        samples: dict[str, list[float]] = {n: [] for n in names}
+        for r in range(repeats):
+            for name in (names if r % 2 == 0 else names[::-1]):
+                t0 = time.perf_counter()
+                models[name](**feeds[name])
+                samples[name].append(time.perf_counter() - t0)
+        for name in names:
+            lat = statistics.median(samples[name])
+            rows.append({"model": name, "batch_size": bs, "seq_len": length,
+                         "latency_ms": 1000 * lat, "latency_ms_min": 1000 * min(samples[name]),
+                         "latency_ms_max": 1000 * max(samples[name]), "throughput": bs / lat,
+                         "tokens_per_s": bs * length / lat, "repeats": repeats})
+    return rows
+
+
+def grid_ratios(rows: list[dict], teacher: str = "teacher",
+                student: str = "student") -> list[dict[str, Any]]:
+    """Student/teacher latency ratio and speed-up for every (batch size, length) cell."""
+    cell = {(r["model"], r["batch_size"], r["seq_len"]): r for r in rows}
+    out = []
+    for (model, bs, n), r in cell.items():
+        if model != student or (teacher, bs, n) not in cell:
+            continue
+        t = cell[(teacher, bs, n)]
+        out.append({"batch_size": bs, "seq_len": n,
+                    "latency_ratio": r["latency_ms"] / t["latency_ms"],
+                    "speedup": t["latency_ms"] / r["latency_ms"],
+                    "throughput_ratio": r["throughput"] / t["throughput"]})
+    return out
+
+
+# ------------------------------------------------ Table 3, ours beside the paper's
+PAPER_CPU = "Xeon E5-2690 v3, full 1,500-pair STS-B dev set"
+
+
+def assemble(task: str, texts: list, models: dict, loaded: dict, sizes: dict, passes: dict,
+             rows: list, notes: list, teacher: str, student: str) -> dict[str, Any]:
+    """`speed.json`'s metrics from `run_bench`'s measurements: Table 3 per model, the
+    student/teacher ratios, every timed pass, the grid and its ratios, the paper's table."""
+    no_tok, tok = passes[False]["models"], passes[True]["models"]
+    table = {n: {"params_m": sizes[n]["params_m"], "disk_mb": sizes[n]["disk_mb"],
+                 "seconds": no_tok[n]["seconds_median"],
+                 "seconds_min": no_tok[n]["seconds_min"],
+                 "seconds_max": no_tok[n]["seconds_max"],
+                 "seconds_iqr": no_tok[n]["seconds_iqr"],
+                 "seconds_with_tokenization": tok[n]["seconds_median"],
+                 "time_per_example_ms": no_tok[n]["time_per_example_ms"],
+                 "layers": _n_layers(models[n]), "fresh_head": loaded[n][1]}
+             for n in models}
+    ratios = {
+        "params": sizes["student"]["params_m"] / sizes["teacher"]["params_m"],
+        "disk": sizes["student"]["disk_mb"] / sizes["teacher"]["disk_mb"],
+        "time": no_tok["student"]["time_ratio_vs_first"],
+        "speedup": no_tok["student"]["speedup_vs_first"],
+        "speedup_paired": no_tok["student"]["paired_speedup_median"],
+        "speedup_paired_interval": no_tok["student"]["paired_speedup_interval"],
+        "speedup_rounds": passes[False]["rounds"],
+        "time_with_tokenization": tok["student"]["time_ratio_vs_first"],
+        "speedup_with_tokenization": tok["student"]["speedup_vs_first"],
+    }
+    return {"task": task, "split": TASKS[task].dev_split, "examples": len(texts),
+            "batch_size": 1, "threads": torch.get_num_threads(),
+            "interop_threads": torch.get_num_interop_threads(), "teacher": teacher,
+            "student": student, "models": table, "ratios": ratios,
+            "passes": {"without_tokenization": passes[False], "with_tokenization": passes[True]},
+            "grid": rows, "grid_ratios": grid_ratios(rows), "notes": notes,
+            "paper": paper_table3()}
+
+
+def _n_layers(model: Any) -> int | None:
+    cfg = getattr(model, "config", None)
+    return getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layers", None)
+
+
+def paper_table3() -> dict[str, Any]:
+    """The paper's Table 3 and the ratios it implies (labelled as the paper's)."""
+    bert, distil = TABLE3_SPEED["BERT-base (paper)"], TABLE3_SPEED["DistilBERT (paper)"]
+    return {"source": SOURCE, "hardware": PAPER_CPU, "rows": TABLE3_SPEED,
+            "ratios": {"params": distil["params_m"] / bert["params_m"],
+                       "time": distil["seconds"] / bert["seconds"],
+                       "speedup": bert["seconds"] / distil["seconds"]}}
+
+
+def format_table(res: dict[str, Any]) -> str:
+    """Our rows, the paper's Table 3 rows beside them (labelled), and the ratios of both."""
+    head = (f"{'':28} {'params (M)':>10} {'disk (MB)':>10} {'pass (s)':>10} "
+            f"{'min-max (s)':>15} {'+tok (s)':>10}")
+    lines = [f"{res['task']} {res['split']}: {res['examples']} examples, batch size 1, "
+             f"{res['threads']} threads, {len(res['passes']['without_tokenization']['order'])} "
+             "interleaved repeats (median)", head]
+    for n, r in res["models"].items():
+        spread = f"{r['seconds_min']:.3f}-{r['seconds_max']:.3f}"
+        lines.append(f"{n + ' (ours)':28} {r['params_m']:10.1f} {r['disk_mb']:10.1f} "
+                     f"{r['seconds']:10.3f} {spread:>15} {r['seconds_with_tokenization']:10.3f}")
+    paper = res["paper"]
+    for n, r in paper["rows"].items():
+        lines.append(f"{n:28} {r['params_m']:10.1f} {'':>10} {r['seconds']:10.1f} {'':>15} "
+                     f"{'':>10}")
+    rt, pr = res["ratios"], paper["ratios"]
+    lines.append(f"student/teacher params: ours {rt['params']:.2f}, paper {pr['params']:.2f}; "
+                 f"disk: ours {rt['disk']:.2f}")
+    lines.append(f"student/teacher time: ours {rt['time']:.2f} (student {rt['speedup']:.2f}x "
+                 f"faster; {rt['speedup_with_tokenization']:.2f}x with tokenisation), paper "
+                 f"{pr['time']:.2f} ({pr['speedup']:.2f}x faster)")
+    lines.append(f"paper's rows: {paper['source']}, {paper['hardware']}")
+    lines.extend(f"note: {n}" for n in res["notes"])
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ the timing
 def _one_pass(model: Any, inputs: Sequence, tokenizer: Any, tokenize: bool,
               max_length: int) -> float:
     """Seconds for one pass. No progress bar inside (its own cost would be timed) and no
@@ -104,16 +248,12 @@ def time_dataset_pass(models: dict[str, Any], tokenizer: Any, texts: Sequence, *
                       max_repeats: int | None = None) -> dict[str, Any]:
     """Seconds for a full pass over `texts` per model: the paper's Table 3 protocol, made robust.
 
-    `warmup` batches go through every model first. Then `repeats` rounds, each one pass per
-    model, the order alternating between rounds (A, B / B, A ...). The first model is the
-    reference (the teacher): `time_ratio_vs_first` is a model's median over the reference's
-    (0.6 = 40% less time), `speedup_vs_first` its inverse (1.6 = "60% faster", the paper's
-    wording); `paired_speedup_median` is the median of the per-round ratios, which cancels
-    drifts that hit both models of a round, and `paired_speedup_interval` its 95% bootstrap
-    interval over rounds. With `target_halfwidth`, rounds are added after the first `repeats`
-    until every model's interval is that narrow (or `max_repeats` rounds have run), so a
-    ratio is reported as precisely as asked rather than after a fixed count.
-    `torch.nn.Module`s are put in eval mode.
+    `warmup` batches go through every model, then `repeats` rounds of one pass per model in
+    alternating order. Against the first model (the teacher): `time_ratio_vs_first`, its
+    inverse `speedup_vs_first`, and `paired_speedup_median` (median of per-round ratios,
+    cancelling drifts within a round) with its 95% bootstrap interval. With
+    `target_halfwidth`, rounds are added until every interval is that narrow (at most
+    `max_repeats`).
     """
     _check_timing_args(models, texts, batch_size, repeats, warmup)
     names = list(models)
@@ -171,15 +311,13 @@ def time_dataset_pass(models: dict[str, Any], tokenizer: Any, texts: Sequence, *
 # ------------------------------------------------------------------------------ run
 def run_bench(teacher: str, student: str, cfg: Config, task: str = "stsb",
               out_dir: str | Path | None = None, *, tokenizer: Any = None, grid: bool = True,
-              threads: int | None = None, plots: bool = True,
+              threads: int | None = None,
               verbose: bool = True) -> dict[str, Any]:
     """Table 3 for a teacher/student pair, and beyond; written to `speed.json`.
 
-    Sizes, the task's dev-set pass at batch 1 with and without tokenisation, the latency grid
-    over `bench_batch_sizes` × `bench_seq_lens`, and the student/teacher ratio of every
-    figure. `threads` sets torch's intra-op threads for the run (restored afterwards); the
-    number used is recorded either way. Results go to `out_dir` (default `cfg.out`), plots to
-    its `figures/` folder as PNG and SVG.
+    Sizes, the dev-set pass at batch 1 with and without tokenisation, the latency grid, and
+    the student/teacher ratio of each. `threads` sets torch's intra-op threads for the run
+    (restored afterwards). Results go to `out_dir` (default `cfg.out`).
     """
     previous_threads = torch.get_num_threads()
     if threads:
@@ -189,8 +327,6 @@ def run_bench(teacher: str, student: str, cfg: Config, task: str = "stsb",
     finally:
         torch.set_num_threads(previous_threads)
     out = Path(out_dir) if out_dir is not None else cfg.out
-    if plots and res["grid"]:
-        res["figures"] = [str(p) for p in save_plots(res, out / "figures")]
     res["path"] = str(BENCH.write(res, cfg, out=out, teacher=teacher, student=student))
     if verbose:
         print(format_table(res))
@@ -204,7 +340,9 @@ def _measure(teacher: str, student: str, cfg: Config, task: str, tokenizer: Any,
     models = {n: m for n, (m, _) in loaded.items()}
     notes = [FRESH_HEAD_NOTE.format(name=n) for n, (_, fresh) in loaded.items() if fresh]
     tok = tokenizer if tokenizer is not None else bench_tokenizer(teacher, student, cfg)
-    check_vocab(tok, models)
+    for name, model in models.items():
+        if getattr(model, "config", None) is not None:  # an ONNX session has none
+            check_vocab(model, tok, what=name)
     texts = task_texts(task, cfg)
     sizes = {n: model_size(m) for n, m in models.items()}
     warmup = min(10, len(texts))
@@ -231,9 +369,8 @@ def paper_shapes(cfg: Config, tokenizer: Any, task: str = "stsb") -> dict[str, A
     """Table 3's own comparison: BERT-base against DistilBERT-base *shapes*, batch 1.
 
     Random weights (12 and 6 layers, 768 wide, the bert-base-uncased vocabulary): speed does
-    not depend on the values, and no pretrained BERT-base ships offline. The paper timed a
-    full STS-B dev pass (1,500 pairs) on CPU, 668 s against 410 s; `bench_shape_examples`
-    caps the pairs (None = all) so the tiny profiles time a few.
+    not depend on the values, and no pretrained BERT-base ships offline. The paper timed the
+    full STS-B dev set (1,500 pairs); `bench_shape_examples` caps the pairs (None = all).
     """
     from transformers import (
         BertConfig,
@@ -259,17 +396,3 @@ def paper_shapes(cfg: Config, tokenizer: Any, task: str = "stsb") -> dict[str, A
             "speedup": row["speedup_vs_first"], "speedup_paired": row["paired_speedup_median"],
             "speedup_paired_interval": row["paired_speedup_interval"],
             "rounds": timing["rounds"], "paper": paper_table3(), "timing": timing}
-
-
-def save_plots(res: Mapping[str, Any], folder: str | Path) -> list[Path]:
-    """The latency grid and the dev-set passes as PNG and SVG in `folder` (`figures.save`)."""
-    import matplotlib.pyplot as plt
-
-    from .figures import latency_grid_figure, passes_figure, save
-
-    paths = []
-    for name, fig in (("speed_latency_grid", latency_grid_figure(res["grid"])),
-                      ("speed_dataset_pass", passes_figure(res))):
-        paths += save(fig, folder, name)
-        plt.close(fig)
-    return paths

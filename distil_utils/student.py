@@ -1,4 +1,4 @@
-"""Teacher loading and the paper's layer-skipping student initialisation.
+"""The paper's layer-skipping student initialisation.
 
 DistilBERT's student is BERT with half the layers, no token-type embeddings and no pooler,
 initialised by copying one teacher layer out of two. transformers has no function that builds
@@ -10,14 +10,10 @@ tensor, and tested tensor by tensor.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import BertConfig, BertForMaskedLM, DistilBertConfig, DistilBertForMaskedLM
-
-from .hub import resolve_model
-from .results_io import default_file_mode
+from transformers import BertForMaskedLM, DistilBertConfig, DistilBertForMaskedLM
 
 # The reference extraction script's choice for a 12-layer teacher.
 PAPER_LAYERS_12 = (0, 2, 4, 7, 9, 11)
@@ -55,63 +51,6 @@ def check_layers(layers: Sequence[int], n_teacher_layers: int) -> tuple[int, ...
         raise ValueError(f"layer indices {list(layers)} are not in increasing order; the "
                          f"student keeps the teacher's order, e.g. {sorted(layers)}")
     return layers
-
-
-def tiny_teacher(vocab_size: int, layers: int = 4, hidden: int = 64, heads: int = 2,
-                 intermediate: int = 128, max_positions: int = 512,
-                 seed: int = 0) -> BertForMaskedLM:
-    """A randomly initialised BERT masked LM built from a config (the smoke profile's teacher)."""
-    torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                     num_attention_heads=heads, intermediate_size=intermediate,
-                     max_position_embeddings=max_positions)
-    return BertForMaskedLM(cfg)
-
-
-def load_teacher(name_or_path: str | Path, *, allow_new_head: bool = False) -> BertForMaskedLM:
-    """A `BertForMaskedLM` teacher by Hub name, local path or short name ("minilm").
-
-    The student copies the teacher's MLM head, so a checkpoint without one (a plain
-    `BertModel` such as a sentence encoder) is refused unless `allow_new_head` is set — the
-    teacher-adaptation step sets it, gives the model a head and trains it.
-    """
-    from transformers import AutoConfig
-
-    path = resolve_model(str(name_or_path))
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError) as err:
-        raise OSError(f"could not read a model config from {name_or_path!r} ({path}): {err}\n"
-                      "Offline? Pass a local directory saved with save_pretrained, or 'minilm'."
-                      ) from err
-    if config.model_type != "bert":
-        raise TypeError(
-            f"teacher {name_or_path!r} is a {config.model_type!r} model "
-            f"(architectures {getattr(config, 'architectures', None)}); the student "
-            "initialisation needs a BERT masked LM (BertForMaskedLM), e.g. bert-base-uncased"
-        )
-    if getattr(config, "position_embedding_type", "absolute") != "absolute":
-        raise TypeError(f"teacher {name_or_path!r} uses {config.position_embedding_type!r} "
-                        "position embeddings; DistilBERT has absolute ones only")
-    try:
-        model, info = BertForMaskedLM.from_pretrained(path, output_loading_info=True)
-    except Exception as err:  # safetensors/torch raise many types for a damaged file
-        raise OSError(f"could not load the weights of teacher {name_or_path!r} ({path}): "
-                      f"{type(err).__name__}: {err}. The checkpoint may be truncated or "
-                      "corrupt: download or save it again.") from err
-    missing_head = [k for k in info["missing_keys"] if k.startswith("cls.predictions")]
-    if missing_head and not allow_new_head:
-        raise ValueError(
-            f"teacher {name_or_path!r} has no masked-LM head (missing {missing_head[:3]}…): "
-            "it is a plain BERT encoder. Use a BertForMaskedLM checkpoint, or let the suite "
-            "give it a head and adapt it first (profile setting adapt_steps > 0: notebook 01 "
-            "runs distil_utils.teacher.adapt_teacher)."
-        )
-    missing_body = [k for k in info["missing_keys"] if k.startswith("bert.")]
-    if missing_body:
-        raise ValueError(f"teacher {name_or_path!r} is missing encoder weights {missing_body[:3]}"
-                         "…: the checkpoint is incomplete")
-    return model.eval()
 
 
 def _decoder_is_tied(teacher: BertForMaskedLM) -> bool:
@@ -184,7 +123,7 @@ def student_from_teacher(teacher: BertForMaskedLM,
     """
     if not isinstance(teacher, BertForMaskedLM):
         raise TypeError(f"teacher must be a transformers.BertForMaskedLM, got "
-                        f"{type(teacher).__name__}; load it with distil_utils.student.load_teacher")
+                        f"{type(teacher).__name__}; load it with distil_utils.teacher.load_teacher")
     n = teacher.config.num_hidden_layers
     layers = check_layers(default_layers(n) if layers is None else layers, n)
     student = DistilBertForMaskedLM(student_config(teacher, len(layers)))
@@ -218,56 +157,27 @@ def copy_report(teacher: BertForMaskedLM, student: DistilBertForMaskedLM,
     return rows
 
 
-def count_params(model: torch.nn.Module) -> int:
-    """Unique parameters (tied weights counted once)."""
-    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+def unique_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """`{name: parameter}`, each tensor once under its first name (tied weights once)."""
+    seen: dict[int, tuple[str, torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        seen.setdefault(id(p), (name, p))
+    return dict(seen.values())
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Unique parameters (tied weights once), including the int8 weights of quantised layers,
+    which torch keeps in packed buffers rather than parameters."""
+    n = sum(p.numel() for p in unique_parameters(model).values())
+    for m in model.modules():
+        if hasattr(m, "_packed_params") and callable(getattr(m, "weight", None)):
+            n += m.weight().numel()
+            bias = m.bias() if callable(getattr(m, "bias", None)) else None
+            n += bias.numel() if bias is not None else 0
+    return n
 
 
 def random_student(teacher: BertForMaskedLM, n_layers: int, seed: int = 0) -> DistilBertForMaskedLM:
     """A student of the same shape with fresh random weights (the paper's random-init ablation)."""
     torch.manual_seed(seed)
     return DistilBertForMaskedLM(student_config(teacher, n_layers)).eval()
-
-
-def save_model(model: torch.nn.Module, tokenizer: Any, path: str | Path,
-               stamp: dict[str, Any] | None = None, **stamp_extra: Any) -> Path:
-    """`save_pretrained` model and tokenizer into `path`, so `from_pretrained`, `pipeline`
-    and the Hub can load it; written to a sibling directory first, then renamed.
-
-    `stamp` (`artefacts.make_stamp`, plus `stamp_extra` such as a report) is written inside,
-    so the settings a model was made from arrive with it in the same rename. The config
-    records the tokenizer's vocabulary digest, which `teacher.check_vocab` compares.
-    """
-    import shutil
-
-    from .artefacts import vocab_digest, write_stamp
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    if tokenizer is not None:
-        model.config.distil_vocab_sha256 = vocab_digest(tokenizer)
-    model.save_pretrained(tmp)
-    if stamp is not None:
-        write_stamp(tmp, stamp, **stamp_extra)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(tmp)
-    from .modelcard import write_model_card  # README.md: base model, data, metrics
-
-    write_model_card(tmp, model.config)
-    # safetensors writes its file owner-only (0600); a shared results folder needs it readable.
-    mode = default_file_mode()
-    for file in tmp.iterdir():
-        if file.is_file():
-            file.chmod(mode)
-    if path.exists():
-        old = path.with_name(f".{path.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        path.rename(old)
-        tmp.rename(path)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(path)
-    return path

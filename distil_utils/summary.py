@@ -5,6 +5,10 @@ one writer): `04_glue.json`'s "models" (per model its task scores and "score", t
 `05_downstream.json`'s (IMDb, SQuAD EM / F1), `06_speed.json`'s (Table 3's columns),
 `deploy.json`'s int8 and ONNX rows, `glue_<model>.json`'s dev predictions, `03_distill.json`'s
 ablation rows. The paper's rows come from `distil_utils.paper` and are labelled "(paper)".
+
+The suite's own targets are judged on their 95% intervals: "met" only when the whole interval
+clears the bound, "MISSED" when it wholly misses it, "within noise" when it straddles it, "not
+run" when no results say.
 """
 
 from __future__ import annotations
@@ -15,8 +19,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .artefacts import StaleArtefactError, provenance, stale_models
+from .config import NO_DISTILLATION
+from .intervals import macro_retention_interval, mean_interval, metric_interval, retention_interval
+from .metrics import glue_metrics, task_score
 from .paper import GLUE_COLUMNS, TABLE1_GLUE, TABLE2_DOWNSTREAM, TABLE3_SPEED, TABLE4_ABLATION
 from .results_files import (
+    DEPLOY,
+    DEPLOY_ONNX_INT8,
+    DEPLOY_STUDENT,
+    DEPLOY_TORCH_INT8,
     DISTILL,
     DOWNSTREAM,
     DOWNSTREAM_MODELS,
@@ -25,13 +37,11 @@ from .results_files import (
     SPEED,
     SUMMARY,
 )
+from .results_io import atomic_write, read_json
 
 
 def collect(out_dir: str | Path) -> dict[str, dict[str, Any]]:
     """`{file stem: metrics}` of every results file in a profile's directory."""
-    from .artefacts import StaleArtefactError, stale_models
-    from .results_io import read_json
-
     found, stale = {}, []
     for path in sorted(Path(out_dir).glob("*.json")):
         data = read_json(path)  # a damaged file is an error naming it
@@ -142,9 +152,6 @@ def glue_intervals(results: dict[str, Any], teacher: str = "teacher",
     paired interval (both models resampled on the same dev examples); a last row for the
     macro score. From the first seed's dev predictions in `glue_<model>.json`; where several
     seeds ran, each model's median and range across them beside."""
-    from .intervals import macro_retention_interval, metric_interval, retention_interval
-    from .metrics import glue_metrics, task_score
-
     t_dev = GLUE_MODEL.get(results, "dev", {}, name=teacher)
     s_dev = GLUE_MODEL.get(results, "dev", {}, name=student)
     runs = {who: GLUE_MODEL.get(results, "runs", {}, name=name)
@@ -200,8 +207,6 @@ DOWNSTREAM_MEASURES = (("IMDb accuracy", "imdb", "accuracy"), ("SQuAD EM", "squa
 def downstream_intervals(results: dict[str, Any], teacher: str = "teacher") -> pd.DataFrame:
     """Table 2's scores with their 95% intervals, and each student's retention of the
     teacher's score with its paired interval (the same test examples resampled for both)."""
-    from .intervals import mean_interval, retention_interval
-
     def mean(v: Any, _: Any) -> float:
         return float(np.mean(v))
 
@@ -230,10 +235,152 @@ def mlm_table(results: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(DISTILL.get(results, "held_out_mlm", []))
 
 
+# ------------------------------------------------- the suite's targets, judged
+# Each int8 variant of deploy.json: key -> (name in the targets, row in deploy.json).
+INT8_VARIANTS = {"torch_int8": ("int8 (torch)", DEPLOY_TORCH_INT8),
+                 "onnx_int8": ("ONNX int8", DEPLOY_ONNX_INT8)}
+# The suite's own targets (not the paper's): name -> (figure, comparison, bound).
+TARGETS = {
+    "student keeps >= 95% of the teacher's SST-2 dev accuracy": ("sst2_retention", ">=", 95.0),
+    "student keeps >= 90% of the teacher's GLUE macro score": ("macro_retention", ">=", 90.0),
+    "student beats every ablation row on SST-2 dev": ("sst2_margin_over_ablations", ">", 0.0),
+    "distilled student beats the undistilled layer-skipped one on SST-2 dev":
+        ("sst2_gain_over_undistilled", ">", 0.0),
+    "student beats every ablation row on held-out MLM accuracy":
+        ("mlm_margin_over_ablations", ">", 0.0),
+    "student >= 1.8x faster than the teacher (STS-B dev, batch 1, no tokenisation)":
+        ("speedup", ">=", 1.8),
+    "student >= 1.9x faster than the teacher (same protocol)": ("speedup", ">=", 1.9),
+    **{f"{name} student >= 3x faster than the fp32 teacher (SST-2 dev, batch 1)":
+       (f"{k}_speedup", ">=", 3.0) for k, (name, _) in INT8_VARIANTS.items()},
+    **{f"{name} student loses <= 1 point of SST-2 dev accuracy vs the fp32 student":
+       (f"{k}_accuracy_drop", "<=", 1.0) for k, (name, _) in INT8_VARIANTS.items()},
+}
+
+
+def _deploy_rows(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """deploy.json's rows: every deployable form of the student."""
+    return DEPLOY.get(results, "models", {})
+
+
+def _margin(rows: dict[str, float | None], ours: str = "triple loss") -> float | None:
+    """Our row minus the best other row (positive = ours beats every ablation)."""
+    others = [v for k, v in rows.items() if k != ours and v is not None]
+    if rows.get(ours) is None or not others:
+        return None
+    return float(rows[ours]) - max(others)
+
+
+def _negated(interval: Any) -> tuple[float, float]:
+    """The interval of -x from that of x (0.0 - v: no "-0.00" in the tables)."""
+    return 0.0 - interval[1], 0.0 - interval[0]
+
+
+def target_intervals(results: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """95% intervals of the targets' figures, where the results hold what they need."""
+    out: dict[str, tuple[float, float]] = {}
+    glue = glue_intervals(results)
+    if len(glue):
+        by_task = glue.set_index("task")
+        for key, row in (("sst2_retention", "sst2"), ("macro_retention", "macro (these tasks)")):
+            if row in by_task.index:
+                out[key] = (by_task.loc[row, "retention 95% low"],
+                            by_task.loc[row, "retention 95% high"])
+    deltas = GLUE.get(results, "ablation_sst2_delta", {})
+    others = {r: d for r, d in deltas.items() if r != "triple loss"}
+    if others:  # our margin over the best other row: minus that row's paired difference
+        best = max(others, key=lambda r: others[r]["delta"])
+        out["sst2_margin_over_ablations"] = _negated(others[best]["interval"])
+    mlm = [r for r in DISTILL.get(results, "ablation", [])
+           if r["row"] != "triple loss" and r.get("delta_low") is not None]
+    if mlm:  # the same on held-out masked tokens (paired per sequence, notebook 03)
+        best = max(mlm, key=lambda r: r["delta"])
+        out["mlm_margin_over_ablations"] = _negated((best["delta_low"], best["delta_high"]))
+    if NO_DISTILLATION in deltas:
+        out["sst2_gain_over_undistilled"] = _negated(deltas[NO_DISTILLATION]["interval"])
+    speed = SPEED.get(results, "ratios", {})
+    if speed.get("speedup_paired_interval"):
+        out["speedup"] = tuple(speed["speedup_paired_interval"])
+    deploy = _deploy_rows(results)
+    for key, (_, row) in INT8_VARIANTS.items():
+        if deploy.get(row, {}).get("accuracy_drop_interval"):
+            out[f"{key}_accuracy_drop"] = tuple(deploy[row]["accuracy_drop_interval"])
+        if deploy.get(row, {}).get("speedup_interval"):
+            out[f"{key}_speedup"] = tuple(deploy[row]["speedup_interval"])
+    return out
+
+
+def target_measurements(results: dict[str, Any]) -> dict[str, float | None]:
+    """The figures the targets are judged on, from the results files (None = not run)."""
+    glue = GLUE.get(results, "models", {})
+    t, s = glue.get("teacher", {}), glue.get("student", {})
+
+    def ratio(key: str) -> float | None:
+        if t.get(key) in (None, 0) or s.get(key) is None:
+            return None
+        return 100.0 * s[key] / t[key]
+
+    mlm = {r["row"]: r.get("mlm_acc") for r in DISTILL.get(results, "ablation", [])}
+    sst2_rows = GLUE.get(results, "ablation_sst2", {})
+    ratios = SPEED.get(results, "ratios", {})
+    deploy = _deploy_rows(results)
+    fp32 = deploy.get(DEPLOY_STUDENT, {})
+    int8: dict[str, float | None] = {}
+    for key, (_, row) in INT8_VARIANTS.items():
+        r = deploy.get(row, {})
+        # the paired ratio where its interval was measured, as for the main speed-up
+        int8[f"{key}_speedup"] = (r.get("speedup_paired") if r.get("speedup_interval")
+                                  else r.get("speedup_vs_teacher"))
+        int8[f"{key}_accuracy_drop"] = (fp32["accuracy"] - r["accuracy"]
+                                        if "accuracy" in fp32 and "accuracy" in r else None)
+    return {
+        "sst2_retention": ratio("sst2"), "macro_retention": ratio("score"),
+        "sst2_margin_over_ablations": _margin(sst2_rows),
+        "sst2_gain_over_undistilled": _margin({k: sst2_rows.get(k) for k in
+                                               ("triple loss", NO_DISTILLATION)}),
+        "mlm_margin_over_ablations": _margin(mlm),
+        # the paired ratio (drift between rounds cancels) where its interval was measured
+        "speedup": ratios.get("speedup_paired") if ratios.get("speedup_paired_interval")
+        else ratios.get("speedup"), **int8,
+    }
+
+
+def judge(value: float | None, op: str, bound: float,
+          interval: tuple[float, float] | None = None) -> str:
+    """"met" / "MISSED" / "within noise" (the 95% interval straddles the bound) / "not run".
+
+    Without an interval the point value decides; with one, only an interval wholly on one
+    side of the bound does.
+    """
+    ops = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b}
+    if value is None:
+        return "not run"
+    if interval is None or any(v != v for v in interval):  # NaN: too few data for one
+        return "met" if ops[op](value, bound) else "MISSED"
+    lo, hi = interval
+    good, bad = (lo, hi) if op in (">=", ">") else (hi, lo)
+    if ops[op](good, bound):
+        return "met"
+    if not ops[op](bad, bound):
+        return "MISSED"
+    return "within noise"
+
+
+def targets_table(results: dict[str, Any]) -> pd.DataFrame:
+    """Each target with the measured figure, its 95% interval where known, and the verdict."""
+    measured, intervals = target_measurements(results), target_intervals(results)
+    rows = []
+    for name, (key, op, bound) in TARGETS.items():
+        value, ci = measured.get(key), intervals.get(key)
+        rows.append({"target": name, "metric": key, "measured": value,
+                     "95% low": ci[0] if ci else None, "95% high": ci[1] if ci else None,
+                     "bound": f"{op} {bound:g}", "result": judge(value, op, bound, ci)})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------ the summary
 def summary_tables(results: dict[str, Any]) -> dict[str, pd.DataFrame]:
     """Every table of the summary notebook; empty frames where a notebook has not run."""
-    from .targets import targets_table  # it reads glue_intervals from here
-
     return {"targets": targets_table(results), "glue": glue_table(results),
             "glue intervals": glue_intervals(results),
             "downstream": downstream_table(results),
@@ -254,8 +401,6 @@ def summary_markdown(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> s
 
 def write_summary(cfg: Any, tables: dict[str, pd.DataFrame]) -> str:
     """`summary.md` and `summary.json` in the profile's directory, atomically; the Markdown."""
-    from .results_io import atomic_write, provenance
-
     markdown = summary_markdown(tables, provenance(cfg, notebook="07_summary"))
     atomic_write(cfg.out / "summary.md", lambda p: p.write_text(markdown))
     SUMMARY.write({k: v.to_dict("records") for k, v in tables.items()}, cfg,

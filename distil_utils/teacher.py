@@ -12,17 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoConfig, AutoTokenizer, BertConfig, BertForMaskedLM
 
+from .artefacts import vocab_digest
 from .config import Config
-from .devices import dist_info
-from .results_io import write_result
-from .training import checkpoint_for, run_fingerprint, train_loop
+from .hub import load_tokenizer, resolve_model
 
 
 def prepare_tokenizer(cfg: Config) -> Any:
     """The profile's tokenizer, checked against the teacher's vocabulary later."""
-    from .hub import load_tokenizer
-
     if cfg.tokenizer is None and cfg.teacher == "tiny":
         raise ValueError("teacher='tiny' needs an explicit tokenizer (e.g. 'minilm')")
     return load_tokenizer(cfg.tokenizer or cfg.teacher)
@@ -35,8 +33,6 @@ def check_vocab(model: torch.nn.Module, tokenizer: Any, what: str = "teacher") -
     model records in its config (`save_model`), else against the tokenizer saved beside the
     model's weights. A model with neither (built in memory) is checked by size alone.
     """
-    from .artefacts import vocab_digest
-
     n = model.config.vocab_size
     if len(tokenizer) != n:
         raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the {what} embeds "
@@ -58,12 +54,65 @@ def _saved_tokenizer(path: str) -> Any:
     if not folder.is_dir() or not any((folder / f).is_file()
                                       for f in ("tokenizer.json", "vocab.txt")):
         return None
-    from transformers import AutoTokenizer
-
     try:
         return AutoTokenizer.from_pretrained(str(folder))
     except (OSError, ValueError):
         return None
+
+
+def tiny_teacher(vocab_size: int, layers: int = 4, hidden: int = 64, heads: int = 2,
+                 intermediate: int = 128, max_positions: int = 512,
+                 seed: int = 0) -> BertForMaskedLM:
+    """A randomly initialised BERT masked LM built from a config (the smoke profile's teacher)."""
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                     num_attention_heads=heads, intermediate_size=intermediate,
+                     max_position_embeddings=max_positions)
+    return BertForMaskedLM(cfg)
+
+
+def load_teacher(name_or_path: str | Path, *, allow_new_head: bool = False) -> BertForMaskedLM:
+    """A `BertForMaskedLM` teacher by Hub name, local path or short name ("minilm").
+
+    The student copies the teacher's MLM head, so a checkpoint without one (a plain
+    `BertModel` such as a sentence encoder) is refused unless `allow_new_head` is set — the
+    teacher-adaptation step sets it, gives the model a head and trains it.
+    """
+    path = resolve_model(str(name_or_path))
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise OSError(f"could not read a model config from {name_or_path!r} ({path}): {err}\n"
+                      "Offline? Pass a local directory saved with save_pretrained, or 'minilm'."
+                      ) from err
+    if config.model_type != "bert":
+        raise TypeError(
+            f"teacher {name_or_path!r} is a {config.model_type!r} model "
+            f"(architectures {getattr(config, 'architectures', None)}); the student "
+            "initialisation needs a BERT masked LM (BertForMaskedLM), e.g. bert-base-uncased"
+        )
+    if getattr(config, "position_embedding_type", "absolute") != "absolute":
+        raise TypeError(f"teacher {name_or_path!r} uses {config.position_embedding_type!r} "
+                        "position embeddings; DistilBERT has absolute ones only")
+    try:
+        model, info = BertForMaskedLM.from_pretrained(path, output_loading_info=True)
+    except Exception as err:  # safetensors/torch raise many types for a damaged file
+        raise OSError(f"could not load the weights of teacher {name_or_path!r} ({path}): "
+                      f"{type(err).__name__}: {err}. The checkpoint may be truncated or "
+                      "corrupt: download or save it again.") from err
+    missing_head = [k for k in info["missing_keys"] if k.startswith("cls.predictions")]
+    if missing_head and not allow_new_head:
+        raise ValueError(
+            f"teacher {name_or_path!r} has no masked-LM head (missing {missing_head[:3]}…): "
+            "it is a plain BERT encoder. Use a BertForMaskedLM checkpoint, or let the suite "
+            "give it a head and adapt it first (profile setting adapt_steps > 0: notebook 01 "
+            "runs distil_utils.distill.adapt_teacher)."
+        )
+    missing_body = [k for k in info["missing_keys"] if k.startswith("bert.")]
+    if missing_body:
+        raise ValueError(f"teacher {name_or_path!r} is missing encoder weights {missing_body[:3]}"
+                         "…: the checkpoint is incomplete")
+    return model.eval()
 
 
 def build_teacher(cfg: Config, tokenizer: Any, name: str | None = None, *,
@@ -71,11 +120,9 @@ def build_teacher(cfg: Config, tokenizer: Any, name: str | None = None, *,
     """The teacher `name` (default: the profile's) as built before any adaptation.
 
     `tiny`: a random BERT of the profile's `tiny_*` shape (seeded by `cfg.seed`); anything
-    else is loaded (`student.load_teacher`), given a fresh MLM head where it has none if
+    else is loaded (`load_teacher`), given a fresh MLM head where it has none if
     `allow_new_head` (default: when the profile adapts it). Checked against `tokenizer`.
     """
-    from .student import load_teacher, tiny_teacher
-
     name = name or cfg.teacher
     if allow_new_head is None:
         allow_new_head = cfg.adapt_steps > 0
@@ -88,82 +135,12 @@ def build_teacher(cfg: Config, tokenizer: Any, name: str | None = None, *,
     return teacher
 
 
-def prepare_teacher(cfg: Config, tokenizer: Any, train_seqs: Any = None,
-                    held_seqs: Any = None) -> tuple[torch.nn.Module, str, dict]:
-    """The profile's masked-LM teacher, its path, and its adaptation report.
-
-    A teacher without an MLM head (a sentence encoder such as MiniLM) or the smoke profile's
-    tiny random teacher is given a head and trained on the corpus with masked-LM for
-    `cfg.adapt_steps` steps — saved under `results/<profile>/teacher` with its stamp (the
-    settings it was made from, and the adaptation report) and resumable. The saved teacher is
-    reused only while its stamp matches the profile's settings; otherwise it is made again.
-    A tiny teacher is saved even unadapted, so later notebooks load it by path.
-    """
-    from .artefacts import read_stamp, stale_reason, teacher_stamp
-    from .student import load_teacher, save_model
-
-    cached = cfg.out / "teacher"
-    stamp = teacher_stamp(cfg)
-    report_path = cfg.out / "teacher_adaptation.json"
-    saved = cfg.adapt_steps > 0 or cfg.teacher == "tiny"
-    rank = dist_info()[0]
-    if saved:
-        reason = stale_reason(cached, stamp)
-        if reason is None:
-            teacher = load_teacher(cached)
-            check_vocab(teacher, tokenizer)
-            report = read_stamp(cached).get("report") or {}
-            if rank == 0 and report and not report_path.exists():
-                # the report travels inside the teacher's folder: a kill between the two
-                # writes loses nothing
-                write_result(report_path, report, cfg, teacher=cfg.teacher, model=str(cached))
-            return teacher, str(cached), report
-        if (cached / "config.json").exists() and rank == 0:
-            print(f"[teacher] {reason}: making it again", flush=True)
-    teacher = build_teacher(cfg, tokenizer)
-    if not saved:
-        return teacher.eval(), cfg.teacher, {}
-    report = {}
-    if cfg.adapt_steps > 0:
-        if train_seqs is None:
-            from .distill import prepare_corpus
-
-            train_seqs, held_seqs = prepare_corpus(cfg, tokenizer)
-        report = adapt_teacher(teacher, cfg, tokenizer, train_seqs, held_seqs)
-    if rank == 0:
-        save_model(teacher, tokenizer, cached, stamp, report=report)
-        if report:
-            write_result(report_path, report, cfg, teacher=cfg.teacher, model=str(cached))
-    if torch.distributed.is_initialized():
-        torch.distributed.barrier()  # every rank returns the path once the folder exists
-    return teacher.eval(), str(cached), report
+def teacher_is_saved(cfg: Config) -> bool:
+    """Whether the profile's teacher is saved under results/<profile>/teacher (adapted, or the
+    tiny random one, which later notebooks must load by path), rather than used as named."""
+    return cfg.adapt_steps > 0 or cfg.teacher == "tiny"
 
 
-def adapt_teacher(teacher: torch.nn.Module, cfg: Config, tokenizer: Any, train_seqs: Any,
-                  held_seqs: Any) -> dict:
-    """Train a teacher's MLM head (lr adapt_head_lr) and encoder (adapt_lr) with masked-LM."""
-    # the corpus, its masking weights, the MLM loss and the held-out measure are the
-    # distillation's own, so the adapted teacher is measured as the students are
-    from .distill import corpus_weights, make_mlm_loss
-    from .heldout import evaluate_mlm
-
-    before = evaluate_mlm(teacher, held_seqs, tokenizer, n_batches=cfg.eval_batches,
-                          seed=cfg.seed)
-    head = [p for n, p in teacher.named_parameters() if n.startswith("cls.")]
-    head_ids = {id(p) for p in head}
-    body = [p for p in teacher.parameters() if id(p) not in head_ids]
-    weights = corpus_weights(train_seqs, tokenizer, cfg.adapt_mlm_smoothing)
-    loss_fn = make_mlm_loss(cfg, weights, tokenizer.mask_token_id, len(tokenizer))
-    fp = run_fingerprint(cfg, "adapt")
-    history = train_loop(
-        teacher, loss_fn, train_seqs, cfg=cfg, max_steps=cfg.adapt_steps, lr=cfg.adapt_lr,
-        ckpt_path=checkpoint_for(cfg.out / "checkpoints" / "teacher_adapt.pt", fp),
-        fingerprint=fp,
-        pad_id=tokenizer.pad_token_id,
-        param_groups=[{"params": body, "lr": cfg.adapt_lr},
-                      {"params": head, "lr": cfg.adapt_head_lr}], desc="adapt teacher")
-    after = evaluate_mlm(teacher, held_seqs, tokenizer, n_batches=cfg.eval_batches,
-                         seed=cfg.seed)
-    return {"before": before, "after": after, "steps": cfg.adapt_steps,
-            "mlm_smoothing": cfg.adapt_mlm_smoothing,
-            "final_loss": history[-1]["loss"] if history else None}
+def teacher_path(cfg: Config) -> str:
+    """Where the profile's teacher is loaded from: its saved folder, else its name."""
+    return str(cfg.out / "teacher") if teacher_is_saved(cfg) else cfg.teacher

@@ -5,7 +5,7 @@ triple-loss distillation. It is written out rather than built on `transformers.T
 because the step needs a frozen second model, the reference's smoothed dynamic masking and
 exact resumption (the data position and per-step random seeds are part of the checkpoint),
 which Trainer does not offer for a two-model loss. `TrainStep` is its optimizer step, also
-timed by `tools.bench_distill`, so the benchmark measures the step that trains.
+timed by `benchmarks.bench_distill`, so the benchmark measures the step that trains.
 """
 
 from __future__ import annotations
@@ -20,22 +20,23 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .artefacts import distill_settings, teacher_settings
+from .checkpoint import CheckpointError, discard_finished, load_checkpoint, save_checkpoint
 from .config import Config
 from .data import batch_stream
-from .devices import dist_info, resolve_device, to_device
+from .devices import LossModule, dist_info, resolve_device, set_tf32, to_device
+from .devices import make_accelerator as accelerator_at
+from .recipe import precision
 
 
 class StepLoss:
     """A training step's loss in two halves, so that the device only ever sees device tensors.
 
     `prepare(batch, gen)` runs on the host, outside DDP: the masking with the step's seeded
-    CPU generator and the row indices the loss reads (`masking.masked_batch`). The prepared
-    batch is then copied to the device (`devices.to_device`: pinned, non-blocking) and
-    `forward(model, batch)` runs inside DDP's forward (`devices.LossModule`). With
-    `device_ids`, DDP moves every tensor of its inputs to its GPU before the module runs, so
-    anything done there with host tensors (the CPU masking weights, a CPU generator) would
-    mix devices. Calling the object does both halves on the model's device (tests, tools).
+    CPU generator and the row indices the loss reads (`masking.masked_batch`). The batch is
+    then copied to the device and `forward(model, batch)` runs inside DDP's forward
+    (`devices.LossModule`), where host tensors would mix devices: DDP moves its inputs to
+    the GPU first. Calling the object does both halves on the model's device.
     """
 
     def __init__(self, prepare: Callable[[dict, torch.Generator], dict],
@@ -68,8 +69,6 @@ def apply_speed_settings(cfg: Config, *models: torch.nn.Module) -> None:
 
 def autocast(cfg: Config, device: torch.device) -> Any:
     """The step's autocast: `recipe.precision` (bf16/fp16 on GPUs by default, else as set)."""
-    from .recipe import precision
-
     amp = precision(cfg, device)
     if amp is None:
         return contextlib.nullcontext()
@@ -78,10 +77,7 @@ def autocast(cfg: Config, device: torch.device) -> Any:
 
 def make_accelerator(cfg: Config, device: torch.device) -> Any:
     """The run's `Accelerator` at `recipe.precision` (fp16 gets its loss scaler on a GPU)."""
-    from .devices import make_accelerator as make
-    from .recipe import precision
-
-    return make(precision(cfg, device), device)
+    return accelerator_at(precision(cfg, device), device)
 
 
 def make_optimizer(groups: list[dict], cfg: Config, lr: float,
@@ -100,22 +96,15 @@ class TrainStep:
     micro-batches, the logged losses of the global batch, the finite checks, clipping at
     `cfg.max_grad_norm`, the update and the scheduler step.
 
-    The model and its loss go into DDP (with several processes) and autocast through
-    `accelerate`, as one module (`devices.LossModule`); `sched` is stepped by hand, once per
-    optimizer step (accelerate's would step once per process). Each micro-batch is prepared
-    on the host (`StepLoss.prepare`) and copied to the device before DDP's forward.
-
-    Host synchronisations: none inside a micro-step (the masking and the loss's row indices
-    are host work, copies are non-blocking, the logged terms are summed on the device); one
-    per optimizer step, to read the losses and the gradient norm for the finite checks and
-    the log, which must see the values before the update.
+    The model and its loss go through `accelerate` (DDP, autocast) as one module
+    (`devices.LossModule`); `sched` is stepped by hand, once per optimizer step (accelerate's
+    would step once per process). Host synchronisations: none inside a micro-step, one per
+    optimizer step, to read the losses and gradient norm for the finite checks before the update.
     """
 
     def __init__(self, model: torch.nn.Module, loss_fn: LossFn, acc: Any,
                  opt: torch.optim.Optimizer, sched: Any, cfg: Config, *, rank: int = 0,
                  world: int = 1, desc: str = "train") -> None:
-        from .devices import LossModule
-
         self.model, self.loss_fn, self.acc, self.sched, self.cfg = model, loss_fn, acc, sched, cfg
         self.rank, self.world, self.desc = rank, world, desc
         self.dev = next(model.parameters()).device
@@ -152,9 +141,8 @@ class TrainStep:
         if cfg.grad_accum > 1:
             # The mean over micro-batches is taken of the accumulated float32 gradients (still
             # loss-scaled under fp16, so an overflow stays inf for the scaler to see), not of
-            # each micro-batch's loss: dividing the loss by 250 before fp16's backward would
-            # push its per-row gradients 250x deeper into fp16's subnormal range
-            # (tests/test_gpu_path.py measures it).
+            # each micro-batch's loss: dividing the loss by grad_accum before fp16's backward
+            # would push its per-row gradients that much deeper into fp16's subnormal range.
             grads = [p.grad for p in self.model.parameters() if p.grad is not None]
             torch._foreach_mul_(grads, 1.0 / cfg.grad_accum)
             sums = {k: v / cfg.grad_accum for k, v in sums.items()}
@@ -198,17 +186,11 @@ def train_loop(model: torch.nn.Module, loss_fn: LossFn, train_seqs: Any, *, cfg:
                fp16_scaling: bool = False) -> list[dict]:
     """Train `model` for `max_steps` optimizer steps, resuming from `ckpt_path` if present.
 
-    `TrainStep` (AdamW from `make_optimizer`, `cfg.grad_accum` micro-batches per step on
-    each process, grad-norm clipping at `cfg.max_grad_norm`) `max_steps` times. Every
-    `cfg.checkpoint_every` steps the model, optimizer, scheduler, loss scaler, RNG state,
-    data position and loss history are saved atomically. `stop_at` ends the run early after
-    checkpointing (a scheduled interruption; the schedule still spans `max_steps`). The
-    model goes to `cfg.device` (under torchrun: this process's GPU); precision is
-    `recipe.precision` (`fp16_scaling` is kept for callers: fp16 always gets accelerate's
-    loss scaler on a GPU). Returns the loss history, one record per optimizer step.
+    Every `cfg.checkpoint_every` steps the model, optimizer, scheduler, scaler, RNG state, data
+    position and history are saved atomically. `stop_at` ends early after checkpointing (the
+    schedule still spans `max_steps`). Precision is `recipe.precision` (`fp16_scaling` is
+    unused: fp16 always gets a loss scaler on a GPU). Returns one record per optimizer step.
     """
-    from .devices import set_tf32
-
     if max_steps is None:
         raise ValueError("max_steps is None: it is derived from epochs and the corpus size by "
                          "prepare_corpus (recipe.resolve); call that first")
@@ -275,8 +257,6 @@ def train_loop(model: torch.nn.Module, loss_fn: LossFn, train_seqs: Any, *, cfg:
 # ------------------------------------------------------------- a run's identity
 def run_fingerprint(cfg: Config, kind: str, **extra: Any) -> dict[str, Any]:
     """Every setting that changes the run (`artefacts`), so resuming under another is refused."""
-    from .artefacts import distill_settings, teacher_settings
-
     # the stamps name the recipe's inputs; a resumed run must also match what was derived
     # from them (the accumulation for this number of processes)
     if kind == "adapt":
@@ -292,8 +272,6 @@ def checkpoint_for(path: Path, fingerprint: dict[str, Any]) -> Path:
     change it is removed so the new run can start. An unfinished one is left to `train_loop`,
     which refuses it and names the settings that differ: that work may still be wanted.
     """
-    from .checkpoint import discard_finished
-
     if dist_info()[0] == 0 and discard_finished(path, fingerprint):
         print(f"[checkpoint] {path.name}: a finished run with other settings; starting anew",
               flush=True)

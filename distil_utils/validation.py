@@ -14,8 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-# corpus names the data loader knows; anything else must be a path
-KNOWN_CORPORA = ("wikitext", "imdb", "wikipedia", "bookcorpus")
+from .tasks import CORPORA
 
 
 class SettingError(ValueError):
@@ -24,6 +23,29 @@ class SettingError(ValueError):
 
 class MissingInputError(SettingError, FileNotFoundError):
     """A setting names a file or folder that is not there (or holds nothing usable)."""
+
+
+class RecipeError(ValueError):
+    """A run that would train nothing, or a recipe the hardware cannot follow."""
+
+
+def check_recipe(cfg: Any) -> None:
+    """Called at the end of `config.validate`: refuse a run that would train nothing."""
+    if cfg.max_steps is None and cfg.epochs is None:
+        raise RecipeError("max_steps is None and epochs is None: the run would train nothing; "
+                          "give one, e.g. -p max_steps 200 or -p epochs 3")
+    if cfg.max_steps is not None and cfg.epochs is None and cfg.max_steps < 1:
+        raise RecipeError(f"max_steps is {cfg.max_steps}: distillation would train nothing; "
+                          "give it steps (e.g. -p max_steps 200) or epochs (-p epochs 3, "
+                          "with -p max_steps None)")
+    if cfg.epochs is not None and not cfg.epochs > 0:
+        raise RecipeError(f"epochs must be > 0 (got {cfg.epochs}); the paper trains 3")
+    if cfg.global_batch is not None and cfg.global_batch < cfg.batch_size:
+        raise RecipeError(f"global_batch {cfg.global_batch} is smaller than one device's batch "
+                          f"(batch_size {cfg.batch_size}): lower batch_size")
+    if cfg.dist_timeout_s < 60:
+        raise RecipeError(f"dist_timeout_s must be >= 60 (got {cfg.dist_timeout_s}): a "
+                          "collective waits that long for a rank's checkpoint or compilation")
 
 
 def parse_value(text: str) -> Any:
@@ -163,14 +185,6 @@ def check_values(cfg: Any) -> None:
     if cfg.student_layers is not None and any(i < 0 for i in cfg.student_layers):
         raise SettingError(f"student_layers {cfg.student_layers} holds a negative index; "
                            "teacher layers count from 0")
-    if cfg.ft_ablation_rows is not None:
-        from .ablation import ABLATIONS  # the row names live beside the rows
-
-        unknown = [r for r in cfg.ft_ablation_rows if r not in ABLATIONS]
-        if unknown or "triple loss" not in cfg.ft_ablation_rows:
-            raise SettingError(f"ft_ablation_rows {cfg.ft_ablation_rows}: every name must "
-                               f"be one of {list(ABLATIONS)}, 'triple loss' (the reference of "
-                               "every difference) among them; None fine-tunes every row")
     if not cfg.ft_seeds:
         raise SettingError("ft_seeds is empty: give at least one seed, e.g. -p ft_seeds (42,)")
     if not cfg.corpus:
@@ -185,12 +199,12 @@ def check_values(cfg: Any) -> None:
 
 def check_corpus_entry(name: str) -> None:
     """A corpus entry is a known name or an existing, non-empty UTF-8 .txt/.jsonl path."""
-    if name in KNOWN_CORPORA:
+    if name in CORPORA:
         return
     path = Path(name)
     if not path.exists():
         raise MissingInputError(f"corpus entry {name!r} is neither a known corpus "
-                           f"{list(KNOWN_CORPORA)} nor an existing file or folder")
+                           f"{list(CORPORA)} nor an existing file or folder")
     files = [path] if path.is_file() else [*sorted(path.glob("*.txt")),
                                            *sorted(path.glob("*.jsonl"))]
     if not files:

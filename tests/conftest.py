@@ -51,9 +51,9 @@ def tiny_bert_dir(tmp_path, tokenizer):
 @pytest.fixture(scope="session")
 def data_dir():
     """The offline data mirror (../shared/data or $DISTIL_DATA_DIR); skip if absent."""
-    from distil_utils.config import _default_local_data
+    from distil_utils.config import default_data_dir
 
-    path = _default_local_data()
+    path = default_data_dir()
     if not path:
         pytest.skip("no local data mirror: set DISTIL_DATA_DIR")
     return path

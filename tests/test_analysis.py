@@ -13,7 +13,7 @@ from distil_utils.analysis import (
     linear_cka,
     param_breakdown,
 )
-from distil_utils.student import count_params, student_from_teacher
+from distil_utils.student import count_parameters, student_from_teacher
 
 
 def test_param_breakdown_sums_to_the_unique_parameter_count():
@@ -21,9 +21,9 @@ def test_param_breakdown_sums_to_the_unique_parameter_count():
     rows = param_breakdown(teacher)
     names = [r["component"] for r in rows]
     assert names[0] == "embeddings" and "layer 2" in names and "MLM head" in names
-    assert sum(r["params"] for r in rows) == count_params(teacher)
+    assert sum(r["params"] for r in rows) == count_parameters(teacher)
     student = student_from_teacher(teacher)
-    assert sum(r["params"] for r in param_breakdown(student)) == count_params(student)
+    assert sum(r["params"] for r in param_breakdown(student)) == count_parameters(student)
 
 
 def test_linear_cka_properties():

@@ -12,19 +12,19 @@ import pytest
 import torch
 from conftest import make_tiny_bert
 
+from benchmarks.bench_distill import (
+    LOSS_RTOL,
+    compare_losses,
+    main,
+    rss_mb,
+    time_steps,
+)
+from benchmarks.reference_distiller import reference_loss
 from distil_utils.config import get_config
 from distil_utils.data import collate
 from distil_utils.distill import make_distill_loss
 from distil_utils.masking import masking_weights
 from distil_utils.student import random_student, student_from_teacher
-from distil_utils.tools.bench_distill import (
-    LOSS_RTOL,
-    compare_losses,
-    rss_mb,
-    time_steps,
-)
-from distil_utils.tools.bench_distill_cli import main
-from distil_utils.tools.reference_distiller import reference_loss
 from distil_utils.training import train_loop
 
 
@@ -195,6 +195,7 @@ def test_host_memory_stays_flat_over_many_steps(tmp_path, tokenizer):
     assert growth < 50, f"RSS grew {growth:.1f} MB over 160 steps: {after_warmup}"
 
 
+@pytest.mark.slow  # the whole command line with its matmul peaks (minutes without AVX-512 bf16)
 def test_command_line_smoke_profile(tmp_path, capsys, data_dir):  # reads the IMDb mirror
     res = main(["--profile", "smoke", "--steps", "2", "--rounds", "1", "--batch-size", "4",
                 "--tokenize-docs", "40", "-p", "results_dir", str(tmp_path)])

@@ -7,9 +7,10 @@ import os
 
 import pytest
 
+from distil_utils.artefacts import write_result
 from distil_utils.config import PROFILES, get_config
 from distil_utils.notebook import ResultsDirError, setup
-from distil_utils.results_io import read_result, write_result
+from distil_utils.results_io import read_result
 
 
 def test_profiles_resolve_and_overrides_apply(tmp_path):

@@ -15,7 +15,8 @@ from conftest import write_corpus
 
 from distil_utils import data
 from distil_utils.config import get_config
-from distil_utils.recipe import RecipeError, grad_accum, plan, total_steps
+from distil_utils.recipe import grad_accum, plan, total_steps
+from distil_utils.validation import RecipeError
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = ("distillation keeps most of the teacher while the student runs faster on long and "

@@ -33,9 +33,10 @@ WORKER = textwrap.dedent("""
     from distil_utils.config import get_config
     from distil_utils.devices import dist_info
     from distil_utils.distill import prepare_corpus, run_distillation
-    from distil_utils.teacher import prepare_teacher, prepare_tokenizer
+    from distil_utils.teacher import prepare_tokenizer
+    from distil_utils.distill import prepare_teacher
     from distil_utils.recipe import plan
-    from distil_utils.student import load_teacher
+    from distil_utils.teacher import load_teacher
     from distil_utils.data import batch_stream
     from distil_utils.flops import run_throughput
 

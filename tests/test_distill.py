@@ -22,7 +22,7 @@ from distil_utils.distill import (
     run_distillation,
 )
 from distil_utils.heldout import evaluate_mlm, mlm_counts
-from distil_utils.student import tiny_teacher
+from distil_utils.teacher import tiny_teacher
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = ("the model learns a small student from a large teacher by matching its soft "
@@ -197,7 +197,7 @@ def test_torchrun_two_cpu_processes_keep_identical_replicas(tmp_path, corpus_fil
         from distil_utils.devices import dist_info
         from distil_utils.distill import prepare_corpus, run_distillation
         from distil_utils.hub import load_tokenizer
-        from distil_utils.student import tiny_teacher
+        from distil_utils.teacher import tiny_teacher
         cfg = get_config("smoke", results_dir={str(tmp_path)!r}, corpus=({str(corpus_file)!r},),
                          corpus_max_docs=None, heldout_docs=10, max_seq_len=32, min_seq_len=4,
                          batch_size=4, max_steps=4, checkpoint_every=2, adapt_steps=0)

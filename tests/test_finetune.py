@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import make_tiny_bert
 
+from distil_utils.artefacts import save_model
 from distil_utils.config import get_config
 from distil_utils.downstream import (
     QADistillTrainer,
@@ -24,7 +25,7 @@ from distil_utils.squad import (
     prepare_eval_features,
     prepare_train_features,
 )
-from distil_utils.student import save_model, student_from_teacher
+from distil_utils.student import student_from_teacher
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""`distil_utils.tools.ft_epochs` on tiny models: the evaluation plan, the intervals and
+"""`benchmarks.ft_epochs` on tiny models: the evaluation plan, the intervals and
 differences, the suite's own score at the last point, and bad settings named up front."""
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ import json
 import pytest
 from conftest import make_tiny_bert
 
+from benchmarks import ft_epochs
+from distil_utils.artefacts import save_model
 from distil_utils.config import get_config
 from distil_utils.finetune import finetune_glue
-from distil_utils.student import save_model, student_from_teacher
-from distil_utils.tools import ft_epochs
+from distil_utils.student import student_from_teacher
 
 
 @pytest.fixture(scope="module")

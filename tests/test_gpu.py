@@ -33,7 +33,8 @@ RUN = textwrap.dedent("""
     from distil_utils.config import get_config
     from distil_utils.devices import dist_info
     from distil_utils.distill import prepare_corpus, run_distillation
-    from distil_utils.teacher import prepare_teacher, prepare_tokenizer
+    from distil_utils.teacher import prepare_tokenizer
+    from distil_utils.distill import prepare_teacher
     from distil_utils.flops import matmul_peak, precision_dtype, run_throughput
     from distil_utils.recipe import precision
 

@@ -1,4 +1,4 @@
-"""`python -m distil_utils.tools.gpu_check --dry-run`: the GPU user's first command, run on
+"""`python -m benchmarks.gpu_check --dry-run`: the GPU user's first command, run on
 the CPU at tiny shapes, so that it cannot rot between the rare runs on a GPU."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from distil_utils.tools.gpu_check import datasheet_peak
+from benchmarks.gpu_check import datasheet_peak
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_the_dry_run_runs_every_check_and_writes_one_report(tmp_path):
     out = tmp_path / "gpu_check.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "distil_utils.tools.gpu_check", "--dry-run",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--dry-run",
                            "--out", str(out)], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -48,7 +48,7 @@ def test_the_dry_run_runs_every_check_and_writes_one_report(tmp_path):
 def test_a_gpu_run_without_cuda_is_refused_with_the_fix():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    proc = subprocess.run([sys.executable, "-m", "distil_utils.tools.gpu_check"],
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check"],
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode != 0 and "--dry-run" in proc.stderr and "no CUDA" in proc.stderr

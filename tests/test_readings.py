@@ -144,7 +144,7 @@ def test_classify_timed_reports_label_names_and_latency(tokenizer, tmp_path):
     from transformers import AutoModelForSequenceClassification, pipeline
 
     from distil_utils.deploy import quantize_int8
-    from distil_utils.modelcard import label_kwargs
+    from distil_utils.tasks import label_kwargs
 
     make_tiny_bert(layers=2).save_pretrained(tmp_path)
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=2,

@@ -80,7 +80,8 @@ def test_tokenizer_that_does_not_match_the_teacher(tokenizer):
 def test_teacher_that_is_not_a_bert_masked_lm(tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from distil_utils.student import load_teacher, student_from_teacher
+    from distil_utils.student import student_from_teacher
+    from distil_utils.teacher import load_teacher
 
     GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50)).save_pretrained(
         tmp_path / "gpt2")
@@ -132,7 +133,7 @@ def test_temperature_and_weights():
 
 
 def test_corrupt_teacher_checkpoint(tmp_path):
-    from distil_utils.student import load_teacher
+    from distil_utils.teacher import load_teacher
 
     make_tiny_bert(layers=2).save_pretrained(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"\x00" * 64)
@@ -168,8 +169,8 @@ def _small(tmp_path, corpus, **kw):
 
 
 def _prepared(cfg):
-    from distil_utils.distill import prepare_corpus
-    from distil_utils.teacher import prepare_teacher, prepare_tokenizer
+    from distil_utils.distill import prepare_corpus, prepare_teacher
+    from distil_utils.teacher import prepare_tokenizer
 
     tok = prepare_tokenizer(cfg)
     train, held = prepare_corpus(cfg, tok)
@@ -441,11 +442,12 @@ def test_a_data_folder_without_glue_keeps_the_good_results_file(tmp_path, tiny_b
 # --- the runner's --skip-done: what a notebook read and wrote ------------------------------------
 
 WRITES = """from distil_utils.config import get_config
-from distil_utils.results_io import write_result
+from distil_utils.artefacts import write_result
 cfg = get_config(PROFILE, results_dir=RESULTS_DIR)
 write_result(cfg.out / "01_a.json", {"v": 1}, cfg)"""
 READS = """from distil_utils.config import get_config
-from distil_utils.results_io import read_result, write_result
+from distil_utils.results_io import read_result
+from distil_utils.artefacts import write_result
 cfg = get_config(PROFILE, results_dir=RESULTS_DIR)
 v = read_result(cfg.out / "01_a.json")["metrics"]["v"]
 write_result(cfg.out / "02_b.json", {"v": 2 * v}, cfg)"""
@@ -491,9 +493,7 @@ def test_skip_done_compares_every_file_a_notebook_read_and_wrote(tmp_path):
 
 
 def test_the_summary_refuses_results_of_a_student_made_again_since(tmp_path, tokenizer):
-    from distil_utils.artefacts import StaleArtefactError, make_stamp
-    from distil_utils.results_io import write_result
-    from distil_utils.student import save_model
+    from distil_utils.artefacts import StaleArtefactError, make_stamp, save_model, write_result
     from distil_utils.summary import collect
 
     cfg = get_config("smoke", results_dir=str(tmp_path))

@@ -13,13 +13,13 @@ import torch
 from conftest import make_tiny_bert
 from transformers import AutoModelForSequenceClassification
 
+from benchmarks.speed_cli import main
+from distil_utils.artefacts import save_model
 from distil_utils.config import get_config
 from distil_utils.deploy import classification_accuracy, predictions, quantize_int8
 from distil_utils.model_inputs import encode_texts, model_size
-from distil_utils.speed import time_dataset_pass
-from distil_utils.speed_grid import latency_grid
-from distil_utils.student import save_model, student_from_teacher
-from distil_utils.tools.speed_cli import main
+from distil_utils.speed import latency_grid, time_dataset_pass
+from distil_utils.student import student_from_teacher
 
 PAIRS = [("a man is playing a guitar.", "a person plays music."),
          ("the cat sleeps.", "a dog barks loudly at night."),

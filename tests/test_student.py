@@ -7,16 +7,16 @@ import torch
 from conftest import make_tiny_bert
 from transformers import DistilBertForMaskedLM, pipeline
 
+from distil_utils.artefacts import save_model
 from distil_utils.results_io import default_file_mode
 from distil_utils.student import (
     check_layers,
     copy_report,
-    count_params,
+    count_parameters,
     default_layers,
-    load_teacher,
-    save_model,
     student_from_teacher,
 )
+from distil_utils.teacher import load_teacher
 
 
 def _randomise_token_types(model):
@@ -88,7 +88,7 @@ def test_student_has_no_token_types_no_pooler_and_fewer_parameters():
     names = [n for n, _ in student.named_parameters()]
     assert not any("token_type" in n or "pooler" in n for n in names)
     assert student.config.n_layers == 2
-    assert count_params(student) < count_params(teacher)
+    assert count_parameters(student) < count_parameters(teacher)
 
 
 def test_wrong_teacher_type_is_refused():

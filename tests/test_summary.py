@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from distil_utils.artefacts import write_result
 from distil_utils.config import get_config
-from distil_utils.results_io import write_result
 from distil_utils.summary import collect, summary_tables, with_retention
 
 
@@ -81,7 +81,7 @@ def test_targets_are_judged_from_the_results_files(tmp_path):
 
 
 def test_targets_are_judged_on_their_intervals():
-    from distil_utils.targets import judge
+    from distil_utils.summary import judge
 
     assert judge(96.0, ">=", 95.0, (95.5, 96.5)) == "met"
     assert judge(96.0, ">=", 95.0, (94.0, 98.0)) == "within noise"

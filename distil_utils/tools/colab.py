@@ -49,12 +49,10 @@ def unreachable_message(repo_url: str, dest: str) -> str:
 def colab_cell_source(repo_url: str = REPO_URL) -> str:
     """The first code cell of every notebook: on Colab, clone and install the suite.
 
-    Only `REPO_URL` needs changing for a fork. The suite is installed without its
-    dependencies, then only what Colab lacks (`COLAB_INSTALL`), so Colab's torch, Jupyter and
-    ipykernel stay as they are. The editable install is found by new processes only (its
-    `.pth` file is read at start-up), hence the `sys.path` line: without it the next cell's
-    `import distil_utils` fails until the runtime is restarted. Editable, so that results
-    land in the clone's `results/`.
+    Only `REPO_URL` needs changing for a fork. The suite is installed editable (results land
+    in the clone) without its dependencies, then only what Colab lacks (`COLAB_INSTALL`). The
+    `sys.path` line is needed because an editable install's `.pth` file is read only at
+    start-up: without it `import distil_utils` fails until the runtime restarts.
     """
     dest = colab_dir(repo_url)
     found = f'os.path.exists("{dest}/pyproject.toml")'

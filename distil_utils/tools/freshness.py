@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artefacts import STAMP
+from ..config import get_config
 from ..results_io import versions, write_json
 
 LOG_NAME = "reproduce_log.json"
@@ -108,8 +109,8 @@ def _is_done(previous: dict[str, Any] | None, executed: Path, injected: dict[str
     """Completed before with these parameters, from this source, under these profile
     settings; the copy is still there, and every file it read or wrote is as it left it.
 
-    A record without its files (an older log, or one committed without the models it
-    describes) is not done: the notebook runs again.
+    A record without its files (e.g. committed without the models it describes) is not
+    done: the notebook runs again.
     """
     if not (previous and previous.get("status") == "ok" and executed.exists()
             and previous.get("parameters") == _jsonable(injected)
@@ -131,8 +132,6 @@ def profile_digest(profile: str) -> str:
     `--skip-done` compares it, so a notebook run under other settings (an edited profile) is
     run again instead of being reused with numbers those settings did not produce.
     """
-    from ..config import get_config
-
     cfg = get_config(profile).to_dict()
     for key in ("data_dir", "results_dir", "device"):
         cfg.pop(key, None)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ROOT
+from ..results_io import atomic_write
+from .colab import colab_cell_source
 
 NOTEBOOKS = ROOT / "notebooks"
 # Set by the runner, not by -p: every notebook of the suite declares both.
@@ -150,7 +152,6 @@ def check_clean(path: str | Path, colab_cell: bool = True) -> list[str]:
     """
     import nbformat
 
-    from .colab import colab_cell_source
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
@@ -210,7 +211,6 @@ def sync_colab_cell(path: str | Path) -> bool:
     """Make the first code cell `colab_cell_source()` if it is a Colab cell; True if changed."""
     import nbformat
 
-    from .colab import colab_cell_source
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
@@ -225,7 +225,6 @@ def sync_colab_cell(path: str | Path) -> bool:
 def _write_notebook(path: Path, nb: Any) -> None:
     import nbformat
 
-    from ..results_io import atomic_write
 
     atomic_write(path, lambda tmp: nbformat.write(nb, str(tmp)))
 

@@ -8,35 +8,20 @@
 
 (`distil-reproduce` is `python -m distil_utils.tools.reproduce`, installed by pyproject.toml.)
 
-Each `notebooks/NN_topic.ipynb` is executed with `PROFILE` (and `RESULTS_DIR` when
-`--results-dir` is given) plus the `-p` overrides injected after its cell tagged `parameters`.
-The executed copy, with outputs, figures and any traceback, is written to
-`results/<profile>/notebooks/`; `results/<profile>/reproduce_log.json` records for each notebook
-its status, wall time, parameters, cell timeout and library versions.
+Each `notebooks/NN_topic.ipynb` runs with `PROFILE` (and `RESULTS_DIR`) plus the `-p`
+overrides injected after its `parameters` cell; the executed copy goes to
+`results/<profile>/notebooks/` and `reproduce_log.json` records each notebook's status, wall
+time, parameters and library versions.
 
-Why a runner of our own around papermill: papermill only *warns* about a parameter the notebook
-does not declare (a misspelt `-p MAX_STPES 200` would silently run the default budget), and its
-error names a cell index of the executed copy. Here an undeclared parameter is refused before
-anything runs, and a failure names the notebook, the cell and its first line, keeps the executed
-copy and stops the suite (later notebooks read what earlier ones wrote); so does a cell over
-`--cell-timeout` (papermill was seen waiting forever on an idle kernel under heavy CPU load).
+Why a runner around papermill: papermill only *warns* about an undeclared parameter (a misspelt
+`-p MAX_STPES 200` would silently run the default budget). Here it is refused before anything
+runs, and a failure or a cell over `--cell-timeout` names the notebook and cell and stops the
+suite (later notebooks read what earlier ones wrote).
 
-Resume: `--skip-done` skips a notebook whose log record says it completed, with the same
-parameters, the same source file (sha256) and the same profile settings, whose executed copy
-is still there, and every file it read or wrote is as it left it. The kernel lists what it
-reads (`io.note_read`: results files, model folders by their stamp); what it wrote is what
-changed under `results/<profile>/` while it ran. So a fresh clone (whose log describes models
-that git does not hold) runs everything, and a re-made student re-runs every notebook that
-read it. Delete an executed copy under `results/<profile>/notebooks/` to force a notebook to
-run again.
-
-One writer: the runner holds the results folder's lock (`io.lock_results`) while it runs; a
-second runner or notebook on the same folder is refused, naming the first.
-
-Kernel: by default the Jupyter kernel `python3`, which jupyter_client starts with the running
-interpreter when its kernelspec says `python` (ipykernel's own spec does). If no `python3`
-kernelspec is installed, `kernel_name=None` lets papermill use the notebook's own kernelspec.
-`--kernel NAME` picks another one.
+`--skip-done` skips a notebook logged as completed with the same parameters, source (sha256)
+and profile settings, whose executed copy and every file it read or wrote are unchanged
+(`freshness`). The runner holds the results folder's lock while it runs. Kernel: `python3`
+by default, else the notebook's own kernelspec; `--kernel NAME` picks another.
 """
 
 from __future__ import annotations
@@ -129,11 +114,10 @@ def run_suite(profile: str, only: list[str] | None = None, params: dict[str, Any
               cell_timeout: int | None = None, quiet: bool = False) -> list[dict[str, Any]]:
     """Execute the notebooks in order; return one record per notebook of this run.
 
-    Each record has `notebook`, `status` ("ok", "skipped" or "failed"), `seconds`,
-    `parameters`, `executed` and `versions`. Raises `SuiteError` before anything runs for a bad
-    profile or an undeclared parameter, and after the first failing notebook (naming it and its
-    cell); later notebooks are not run. `kernel="default"` means `default_kernel()`.
-    `cell_timeout`: seconds per cell; None: `CELL_TIMEOUTS` (a paper cell runs for days); 0: none.
+    Records hold `notebook`, `status` ("ok", "skipped" or "failed"), `seconds`, `parameters`,
+    `executed` and `versions`. Raises `SuiteError` before anything runs for a bad profile or
+    undeclared parameter, and at the first failing notebook. `cell_timeout`: seconds per cell;
+    None: `CELL_TIMEOUTS` by profile; 0: none.
     """
     import papermill as pm  # noqa: F401  (fail here, before any notebook, if it is missing)
 

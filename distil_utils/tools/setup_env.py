@@ -5,16 +5,11 @@ Standard library only, so it runs on a machine with nothing but Python installed
     python3 -m distil_utils.tools.setup_env          # runtime + notebooks
     python3 -m distil_utils.tools.setup_env --dev    # plus pytest and ruff
 
-Why a script and not a requirements file: a bare or open-ended `torch` requirement makes pip
-pull a multi-GB CUDA build on Linux. The CPU build has to be installed *first*, from the
-PyTorch CPU index (or a local wheel directory that pip is configured with); everything else
-then finds torch already satisfied.
-
-On a machine where `nvidia-smi` lists a GPU, the CUDA build is installed instead (PyPI's
-Linux wheel, which bundles its CUDA runtime; `TORCH_INDEX_URL` picks another, e.g.
-https://download.pytorch.org/whl/cu126 for an older driver). The script says which build
-it chose and why; `--torch cpu` (or DISTIL_TORCH=cpu) forces the CPU build, `--torch cuda`
-the CUDA one.
+Why a script and not a requirements file: a bare `torch` requirement makes pip pull a
+multi-GB CUDA build on Linux, so the CPU build is installed *first*, from the PyTorch CPU
+index, and everything else finds torch satisfied. Where `nvidia-smi` lists a GPU the CUDA
+build is installed instead (PyPI's wheel, or `TORCH_INDEX_URL`'s); `--torch cpu|cuda` (or
+DISTIL_TORCH) forces one.
 """
 
 from __future__ import annotations

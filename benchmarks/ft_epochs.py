@@ -1,14 +1,13 @@
-"""`python -m distil_utils.tools.ft_epochs`: do the last fine-tuning epochs still move the
+"""`python -m benchmarks.ft_epochs`: do the last fine-tuning epochs still move the
 GLUE dev score?
 
-The cpu profile fine-tunes STS-B for 6 epochs, CoLA for 3: epochs that no longer move the score
-beyond the dev set's noise are time to save. A task is fine-tuned as `finetune.glue_run` does
-it, but the Trainer scores the dev set N times per epoch, each score with its 95% bootstrap
-interval and its paired difference from the final one. Only its own JSON is written, never
-ft_runs records or results files. A point inside a longer schedule is not a shorter run (its
-learning rate has not decayed): it answers "would stopping here have changed the score?".
+Epochs that no longer move the score beyond the dev set's noise are time to save. A task is
+fine-tuned as `finetune.glue_run` does it, but the dev set is scored N times per epoch, each
+score with its 95% interval and paired difference from the final one; only this tool's JSON
+is written. A point inside a longer schedule answers "would stopping here have changed the
+score?", not what a shorter run (with its own decay) would give.
 
-    python -m distil_utils.tools.ft_epochs --profile cpu --model PATH --task stsb [--task cola]
+    python -m benchmarks.ft_epochs --profile cpu --model PATH --task stsb [--task cola]
         [--evals-per-epoch 2] [--epochs E] [--seed S] [--results-dir DIR] [--out FILE.json]
 """
 
@@ -28,12 +27,13 @@ from transformers import AutoModelForSequenceClassification, Trainer, TrainerCal
 from transformers.trainer_utils import IntervalStrategy
 
 from distil_utils import finetune as ft
-from distil_utils.config import GLUE_TASKS, Config, get_config
+from distil_utils.artefacts import provenance
+from distil_utils.config import Config, get_config
 from distil_utils.hub import resolve_model
 from distil_utils.intervals import difference_interval, metric_interval
 from distil_utils.metrics import glue_metrics, task_score
-from distil_utils.modelcard import label_kwargs
-from distil_utils.results_io import provenance, write_json
+from distil_utils.results_io import write_json
+from distil_utils.tasks import GLUE_TASKS, TASKS, label_kwargs
 
 
 class _InOrderTrainer(Trainer):
@@ -99,7 +99,7 @@ def run_task(model_path: str, task: str, cfg: Config, seed: int, per_epoch: int,
         c for c in d.column_names if c != "label"]) for d in (train, dev))
     set_seed(seed)  # before the model: the fresh head's initialisation is part of the seed
     model = AutoModelForSequenceClassification.from_pretrained(
-        resolve_model(model_path), num_labels=ft.num_labels(task), **label_kwargs(task),
+        resolve_model(model_path), num_labels=TASKS[task].num_labels, **label_kwargs(task),
         problem_type="regression" if regression else "single_label_classification")
     args = ft.training_args(cfg, seed, workdir, cfg.ft_epochs, save_strategy="no")
     per, total, steps = plan(len(train), args.per_device_train_batch_size,

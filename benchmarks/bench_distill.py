@@ -1,40 +1,28 @@
 """Distillation throughput and memory: our training step against the reference algorithm.
 
-One distillation step, end to end: masking, the frozen teacher's forward, the student's
-forward and backward, gradient clipping and the AdamW/linear-schedule update: the very
-optimizer step of `training.train_loop` (`training.TrainStep`). Each step is timed and
-reported as *real* (non-padding) tokens per second, seconds per step and peak memory (CPU:
-peak resident set size, reset before each run through /proc/self/clear_refs where Linux
-allows it, else the process peak from `getrusage`; GPU: `torch.cuda.max_memory_allocated`).
+One optimizer step end to end (masking, teacher forward, student forward and backward,
+clipping, AdamW update: `training.TrainStep`, the step `train_loop` takes), reported as real
+(non-padding) tokens per second, seconds per step and peak memory (`benchmarks.memory`).
+Two algorithms on the same models, loss weights and sequences:
 
-Two algorithms on the same teacher, student, batch size, loss weights and sequences:
+* **ours** — `distill.make_distill_loss` on the length-grouped batches of `data.batch_stream`;
+* **reference** — the reference distiller's algorithm (huggingface/transformers-research-
+  projects, distillation/distiller.py) as re-implemented in `benchmarks.reference_distiller`:
+  full-vocabulary logits, `masked_select`ed copies, padded batches in random order
+  (`reference_grouped`: grouped by size, as the reference's train.py does by default).
 
-* **ours** — `distill.make_distill_loss` (with the speed settings of `Config`) on the
-  length-grouped batches of `data.batch_stream`;
-* **reference** — the algorithm of the reference distiller (huggingface/
-  transformers-research-projects, distillation/distiller.py), re-implemented from its
-  description in `tools.reference_distiller` (`reference_loss`): the student computes
-  full-vocabulary logits at every position, the teacher does the same under `no_grad`,
-  both are `masked_select`ed into copies for a KL over every real token, the masked-LM
-  cross-entropy runs over the full logits, the hidden states are `masked_select`ed for the
-  cosine loss; batches are padded and in random order (`random_batches`; the reference's
-  train.py groups by size by default, the `reference_grouped` variant shows that case).
+Both give the same step-0 losses (`compare_losses`); each speed option of ours is also run
+switched the other way. Runs are interleaved (A B C, then C B A) from the same student with
+one untimed warm-up step; the median and spread over rounds are reported. It also times
+`data.tokenize_corpus` over the IMDb unsupervised set.
 
-On the very same batch the two compute the same losses (`compare_losses`, asserted in
-tests/test_bench_distill.py). Every speed option of ours is also shown switched the other
-way, one at a time. The runs are interleaved (round r: A B C ..., round r+1: ... C B A),
-every run sees the same sequences, starts from the same student and has one untimed
-warm-up step; the median and spread over rounds are reported.
-
-    python -m distil_utils.tools.bench_distill --profile cpu [--teacher T] [--steps N]
+    python -m benchmarks.bench_distill --profile cpu [--teacher T] [--steps N]
         [--batch-size B] [--rounds R] [--variants a,b,...] [--no-tokenize-bench] [-p k v]
-
-It also times the data preparation: `data.tokenize_corpus` over the IMDb unsupervised
-set (batched fast tokenizer through `datasets.map`, one process and `num_proc`).
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import gc
 import os
@@ -43,16 +31,32 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..config import Config
-from ..data import batch_stream
-from ..distill import corpus_weights, make_distill_loss
-from ..training import LossFn, TrainStep, apply_speed_settings, make_accelerator, make_optimizer
-from .memory import peak_memory, rss_mb  # noqa: F401  (rss_mb: tests)
-from .reference_distiller import random_batches, reference_loss
+from benchmarks.memory import (
+    peak_memory,  # noqa: F401  (rss_mb: tests)
+    rss_mb,
+)
+from benchmarks.reference_distiller import random_batches, reference_loss
+from distil_utils.artefacts import write_result
+from distil_utils.config import Config
+from distil_utils.data import batch_stream, tokenize_corpus
+from distil_utils.devices import resolve_device
+from distil_utils.distill import config_from_cli, corpus_weights, make_distill_loss, prepare_corpus
+from distil_utils.flops import add_mfu, matmul_peak
+from distil_utils.hub import load_split
+from distil_utils.student import student_from_teacher
+from distil_utils.teacher import build_teacher, check_vocab, load_teacher, prepare_tokenizer
+from distil_utils.training import (
+    LossFn,
+    TrainStep,
+    apply_speed_settings,
+    make_accelerator,
+    make_optimizer,
+)
 
 LOSS_KEYS = ("loss", "ce", "mlm", "cos")
 # Losses of two float32 computations of the same step must agree to this relative tolerance.
@@ -254,7 +258,6 @@ def bench_distill(cfg: Config, teacher: torch.nn.Module, student: torch.nn.Modul
     res = _summarize(cfg, names, all_variants, runs, equal, counts["grouped"], steps)
     res["autocast"] = cfg.distill_autocast
     if peaks is not None:  # model-FLOP utilisation: FLOPs from shapes / the measured peak
-        from ..flops import add_mfu
 
         add_mfu(res, teacher.config, student.config, batching["grouped"], peaks,
                 cfg.ce_on_masked_only)
@@ -307,10 +310,182 @@ def _summarize(cfg: Config, names: list[str], all_variants: dict, runs: dict,
             "speedup_ours_vs_reference_max": rows["ours"]["speedup_vs_reference_ratio_max"]}
 
 
-# --------------------------------------------------------------------- tokenisation
+# --------------------------------------------------------------------- command line
+def tokenize_bench(cfg: Config, tokenizer: Any, max_docs: int | None = None,
+                   num_procs: Sequence[int | None] = (None, 2)) -> dict[str, Any]:
+    """Tokens per second of `data.tokenize_corpus` over the IMDb unsupervised set.
+
+    The documents are held in memory (no cache file), so `datasets.map` really runs every
+    time instead of returning its on-disk cache. Tokens are those of the produced
+    sequences ([CLS]/[SEP] included, pieces shorter than `min_seq_len` dropped).
+    """
+    import datasets
 
 
-if __name__ == "__main__":  # the command line lives in bench_distill_cli
-    from .bench_distill_cli import main
+    docs = load_split("imdb", "unsupervised", cfg.data_dir).select_columns(["text"])
+    if max_docs is not None:
+        docs = docs.select(range(min(max_docs, len(docs))))
+    texts = docs["text"]
+    mem = datasets.Dataset.from_dict({"text": texts})
+    chars = sum(len(t) for t in texts)
+    rows = []
+    for procs in num_procs:
+        t0 = time.perf_counter()
+        out = tokenize_corpus(mem, tokenizer, cfg.max_seq_len, cfg.min_seq_len, procs)
+        seconds = time.perf_counter() - t0
+        tokens = sum(out["length"])
+        rows.append({"num_proc": procs or 1, "docs": len(texts), "sequences": len(out),
+                     "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
+                     "docs_per_s": len(texts) / seconds, "mb_text_per_s": chars / 2**20 / seconds})
+        print(f"  tokenise {len(texts)} IMDb docs, num_proc={procs or 1}: "
+              f"{tokens / seconds:,.0f} tokens/s ({seconds:.1f} s)", flush=True)
+    return {"corpus": "imdb/unsupervised", "max_seq_len": cfg.max_seq_len,
+            "tokenizers_parallelism": os.environ.get("TOKENIZERS_PARALLELISM", "unset"),
+            "runs": rows}
 
+
+# ------------------------------------------------------------------------- models
+def load_models(cfg: Config, tokenizer: Any, teacher: str | None = None,
+                ) -> tuple[torch.nn.Module, torch.nn.Module, str]:
+    """(teacher, student, description). The teacher is `teacher`, else the profile's
+    adapted teacher if cached under results/, else the profile's teacher — with a fresh MLM
+    head if it has none (fine for timing: the head's values do not change the work). Built
+    by the product's `teacher.build_teacher`; `random-bert-base` is its tiny teacher at
+    BERT-base's shape (12 x 768, random weights): timing without the Hub."""
+    cached = cfg.out / "teacher"
+    if teacher is None and (cached / "config.json").exists():
+        model, what = load_teacher(cached), f"{cached} (adapted)"
+        check_vocab(model, tokenizer)
+    else:
+        name = teacher or cfg.teacher
+        if name == "random-bert-base":
+            cfg = replace(cfg, tiny_layers=12, tiny_hidden=768, tiny_heads=12,
+                          tiny_intermediate=3072)
+            model = build_teacher(cfg, tokenizer, "tiny")
+            what = "random-bert-base (BERT-base shape, random weights, timing only)"
+        else:
+            model = build_teacher(cfg, tokenizer, name, allow_new_head=True)
+            what = ("tiny (random, built from config)" if name == "tiny" else
+                    f"{name} (MLM head as loaded; random if the checkpoint has none)")
+    student = student_from_teacher(model, cfg.student_layers)
+    return model.eval(), student, what
+
+
+# ------------------------------------------------------------------------- report
+def format_report(res: dict[str, Any]) -> str:
+    b = res["bench"]
+    lines = [f"distillation step, batch {b['batch_size']}, {b['steps']} steps x "
+             f"{len(b['variants']['ours']['runs'])} rounds, {b['real_tokens_per_run']} real "
+             f"tokens per run, {b['threads']} threads",
+             f"teacher {res['teacher']} ({res['teacher_layers']} layers), student "
+             f"{res['student_layers']} layers, attention {res['attn_implementation']}",
+             f"{'variant':<22} {'real tok/s':>11} {'(min-max)':>17} {'s/step':>7} "
+             f"{'x ref':>6} {'tok/CPU-s':>9} {'x ref':>6} {'pad%':>5} {'peak RSS MB':>11} "
+             f"{'+MB':>6} {'MFU%':>5}"]
+    for name, r in b["variants"].items():
+        lines.append(
+            f"{name:<22} {r['real_tokens_per_s_median']:11.1f} "
+            f"{r['real_tokens_per_s_min']:8.1f}-{r['real_tokens_per_s_max']:<8.1f} "
+            f"{r['seconds_per_step_median']:7.3f} {r['speedup_vs_reference_ratio_median']:6.2f} "
+            f"{r['real_tokens_per_cpu_s_median']:9.1f} "
+            f"{r['speedup_vs_reference_cpu_ratio_median']:6.2f} "
+            f"{100 * r['padding_frac']:5.1f} {r['rss_peak_mb_max']:11.0f} "
+            f"{r['rss_extra_mb_max']:6.0f} "
+            + (f"{100 * r['mfu_median']:5.1f}" if "mfu_median" in r else f"{'-':>5}"))
+    if "matmul_peak_flops_per_s" in b:
+        pk = b["matmul_peak_flops_per_s"]
+        lines.append("MFU: model FLOPs of the step (from the shapes, real tokens) / time / the "
+                     "measured matmul peak: " + ", ".join(
+                         f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in pk.items()))
+    lines.append(f"ours vs reference, real tokens/s: x{b['speedup_ours_vs_reference_median']:.2f} "
+                 f"(median over rounds; min x{b['speedup_ours_vs_reference_min']:.2f}, "
+                 f"max x{b['speedup_ours_vs_reference_max']:.2f})")
+    eq = b["step0_losses"]
+    lines.append("step-0 losses on one batch, max relative difference to the reference "
+                 "(equal within tolerance?): " + ", ".join(
+                     f"{k} {v:.1e} ({'yes' if eq['equal'][k] else 'NO'})"
+                     for k, v in eq["max_rel_diff"].items() if k != "reference"))
+    if res.get("tokenize"):
+        for row in res["tokenize"]["runs"]:
+            lines.append(f"tokenise IMDb unsupervised ({row['docs']} docs), num_proc "
+                         f"{row['num_proc']}: {row['tokens_per_s']:,.0f} tokens/s, "
+                         f"{row['docs_per_s']:,.0f} docs/s")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ CLI
+PROFILE_DEFAULTS = {"smoke": {"steps": 3, "rounds": 1, "tokenize": True, "tokenize_docs": 300},
+                    "cpu": {"steps": 8, "rounds": 2, "tokenize": True, "tokenize_docs": None},
+                    "paper": {"steps": 3, "rounds": 1, "tokenize": False, "tokenize_docs": None}}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """`python -m benchmarks.bench_distill`: see the module docstring."""
+    ap = argparse.ArgumentParser(description="Throughput and memory of a distillation step, "
+                                 "ours vs the reference algorithm.")
+    ap.add_argument("--profile", default="smoke")
+    ap.add_argument("--teacher", default=None, help="default: the profile's (adapted) teacher")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per run")
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved repeats")
+    ap.add_argument("--variants", default=None, help="comma-separated subset of variants")
+    ap.add_argument("--tokenize-bench", dest="tokenize", action="store_true", default=None)
+    ap.add_argument("--no-tokenize-bench", dest="tokenize", action="store_false")
+    ap.add_argument("--tokenize-docs", type=int, default=None,
+                    help="IMDb documents to tokenise (default: all for cpu, 300 for smoke)")
+    ap.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                    help="override a profile setting, e.g. -p distill_chunk_rows 512")
+    args = ap.parse_args(argv)
+    defaults = PROFILE_DEFAULTS.get(args.profile, PROFILE_DEFAULTS["smoke"])
+    cfg = config_from_cli(args.profile, args.param, batch_size=args.batch_size)
+    steps = args.steps or defaults["steps"]
+    rounds = args.rounds or defaults["rounds"]
+    tokenize = defaults["tokenize"] if args.tokenize is None else args.tokenize
+    torch.manual_seed(cfg.seed)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = resolve_device(cfg.device)
+    tokenizer = prepare_tokenizer(cfg)
+    teacher, student, what = load_models(cfg, tokenizer, args.teacher)
+    teacher.to(device)
+    student.to(device)
+    train, _ = prepare_corpus(cfg, tokenizer)
+    names = args.variants.split(",") if args.variants else None
+
+    amp_dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    if device.type == "cuda":
+        amp_dtypes["fp16"] = torch.float16
+    peaks = {k: matmul_peak(device, dt) for k, dt in amp_dtypes.items()}
+    print(f"timing {steps} steps x {rounds} rounds per variant on {device} "
+          f"({torch.get_num_threads()} threads); measured matmul peak " + ", ".join(
+              f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in peaks.items()), flush=True)
+    bench = bench_distill(cfg, teacher, student, train, tokenizer, steps=steps, rounds=rounds,
+                          names=names, peaks=peaks)
+    # measured again after the runs, the best of both: other jobs on a shared machine lower
+    # a single measurement, which would overstate the MFU
+    again = {k: max(v, matmul_peak(device, amp_dtypes[k])) for k, v in peaks.items()}
+    if again != peaks:
+        peaks.update(again)
+        add_mfu(bench, teacher.config, student.config, bench.pop("_grouped_batches"), peaks,
+                cfg.ce_on_masked_only)
+    bench.pop("_grouped_batches", None)
+    res: dict[str, Any] = {
+        "teacher": what, "teacher_layers": teacher.config.num_hidden_layers,
+        "student_layers": student.config.n_layers, "device": str(device),
+        "attn_implementation": {"teacher": teacher.config._attn_implementation,
+                                "student": student.config._attn_implementation},
+        "bench": bench,
+        "rss_final_mb": rss_mb(),
+    }
+    if tokenize:
+        res["tokenize"] = tokenize_bench(cfg, tokenizer, args.tokenize_docs
+                                         or defaults["tokenize_docs"])
+    print(format_report(res))
+    path = write_result(Path(cfg.out) / "bench_distill.json", res, cfg, steps=steps,
+                        rounds=rounds)
+    print(f"-> {path}")
+    return res
+
+
+if __name__ == "__main__":
     main()

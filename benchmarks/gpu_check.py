@@ -1,32 +1,27 @@
 """The first command a GPU user runs: does the suite's GPU path work here, and how fast is it?
 
-    python -m distil_utils.tools.gpu_check                 # on one GPU, ~5 minutes, no Hub
-    python -m distil_utils.tools.gpu_check --dry-run       # the same checks, tiny, on the CPU
+    python -m benchmarks.gpu_check                 # on one GPU, minutes, no Hub
+    python -m benchmarks.gpu_check --dry-run       # the same checks, tiny, on the CPU
 
 One JSON file (`--out`, default gpu_check.json) and a short table; send both with any issue
 about a GPU run. Each check is recorded as ok, failed (with its error) or skipped (with the
 reason); the exit status is 1 when one failed. The checks:
 
-* **environment** — torch and its CUDA build, cuDNN, the device, its compute capability,
-  whether bf16 is native (torch's `is_bf16_supported()` also says yes where it is emulated),
-  the precision the suite picks (`devices.gpu_precision`), library versions.
+* **environment** — torch, CUDA, cuDNN, the device and its compute capability, whether bf16
+  is native, the precision the suite picks (`devices.gpu_precision`), library versions.
 * **gpu tests** — `pytest -m gpu tests/test_gpu.py` (the paper profile end to end).
-* **step** — the paper's distillation step (`training.TrainStep` through `tools.bench_distill`)
-  on a random teacher of BERT-base's shape and the paper's 6-layer student, 512-token
-  sequences, per-device batch 16, 32 and 64: real tokens/s, MFU against the measured matmul
-  peak and against the datasheet's, peak memory; out of memory is recorded, not fatal.
-* **precision** — step-0 losses and gradients of fp32, TF32, bf16 and fp16 with a loss
-  scaler on the same batch; relative differences to fp32.
-* **syncs** — host synchronisations per micro-step, counted by
-  `torch.cuda.set_sync_debug_mode("warn")`, for a batch without and with padding; and the
-  micro-step on the `meta` device, where any synchronisation would raise.
-* **ddp** — two processes on this one GPU (gloo), a few optimizer steps of `train_loop`:
-  replicas bit-identical, losses equal.
+* **step** — the paper's distillation step (`training.TrainStep`) at BERT-base's shape,
+  512-token sequences, per-device batch 16, 32 and 64: real tokens/s, MFU against the
+  measured and the datasheet peak, peak memory; out of memory is recorded, not fatal.
+* **precision** — step-0 losses and gradients of fp32, TF32, bf16 and fp16 (scaled) on one
+  batch, relative to fp32.
+* **syncs** — host synchronisations per micro-step (`torch.cuda.set_sync_debug_mode`), and
+  the micro-step on the `meta` device, where any synchronisation would raise.
+* **ddp** — two processes on this GPU (gloo), a few `train_loop` steps: replicas identical.
 * **finetune** — a few `Trainer` steps of a classifier through `finetune.training_args`.
 
-`--dry-run` runs every check at tiny shapes on the CPU (TF32, fp16 scaling and the sync
-counter need CUDA and are skipped with that reason); tests/test_gpu_check.py runs it, so this
-command cannot rot unnoticed.
+`--dry-run` runs every check at tiny shapes on the CPU (CUDA-only parts are skipped with the
+reason); tests/test_gpu_check.py runs it so this command cannot rot unnoticed.
 """
 
 from __future__ import annotations
@@ -52,18 +47,20 @@ from typing import Any
 
 import torch
 
-from ..config import get_config
-from ..data import collate
-from ..devices import gpu_precision, native_bf16, set_tf32
-from ..distill import make_distill_loss
-from ..flops import distill_step_flops, matmul_peak, precision_dtype
-from ..masking import masking_weights
-from ..recipe import precision
-from ..student import student_from_teacher
-from ..training import TrainStep, make_accelerator, make_optimizer
-from .bench_distill import time_steps
+from benchmarks.bench_distill import time_steps
+from distil_utils.config import get_config
+from distil_utils.data import collate
+from distil_utils.devices import gpu_precision, native_bf16, set_tf32
+from distil_utils.distill import make_distill_loss
+from distil_utils.finetune import make_trainer, training_args
+from distil_utils.flops import distill_step_flops, matmul_peak, precision_dtype
+from distil_utils.hub import load_tokenizer
+from distil_utils.masking import masking_weights
+from distil_utils.recipe import precision
+from distil_utils.student import student_from_teacher
+from distil_utils.training import TrainStep, make_accelerator, make_optimizer
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 # Dense (no sparsity) peak FLOP/s from the vendors' datasheets, by precision: the MFU against
 # these is what papers report; the measured matmul peak is what this card reaches here.
@@ -297,7 +294,7 @@ DDP_WORKER = textwrap.dedent("""
     from distil_utils.masking import masking_weights
     from distil_utils.distill import make_distill_loss
     from distil_utils.student import student_from_teacher
-    from distil_utils.tools.gpu_check import DRY, FULL, make_teacher, random_batch
+    from benchmarks.gpu_check import DRY, FULL, make_teacher, random_batch
     from distil_utils.training import train_loop
 
     out_dir, device, dry = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
@@ -371,8 +368,6 @@ def check_finetune(dev: torch.device, shape: dict[str, Any], student: torch.nn.M
     import datasets
     from transformers import DistilBertForSequenceClassification
 
-    from ..finetune import make_trainer, training_args
-    from ..hub import load_tokenizer
 
     tok = load_tokenizer("minilm")
     words = "the film was good bad slow fast dull bright and very not at all".split()

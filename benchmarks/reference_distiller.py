@@ -5,11 +5,9 @@ re-implemented from its description (not its code) by `reference_loss`, with its
 (`random_batches`). The paper's modules never import it: they compute the loss with
 `losses.triple_loss` (or its chunked form, `fused_head`).
 
-Where it lives, and why only here: it has two users. `tools.bench_distill` times it as the
-`reference` variant (every speed-up is reported against it), and tests/test_bench_distill.py
-checks our step's losses and gradients against it. A tool cannot import from tests/, so the
-one copy is this tooling module and the tests import it from here
-(`from distil_utils.tools.reference_distiller import reference_loss`).
+Two users: `benchmarks.bench_distill` times it as the `reference` variant (every speed-up is
+reported against it), and tests/test_bench_distill.py checks our losses and gradients against
+it; a tool cannot import from tests/, so the one copy lives here.
 """
 
 from __future__ import annotations
@@ -20,10 +18,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..config import Config
-from ..data import collate
-from ..distill import mlm_prepare
-from ..training import LossFn, StepLoss
+from distil_utils.config import Config
+from distil_utils.data import collate
+from distil_utils.distill import mlm_prepare
+from distil_utils.training import LossFn, StepLoss
 
 
 def random_batches(seqs: Any, batch_size: int, seed: int, pad_id: int) -> list[dict]:

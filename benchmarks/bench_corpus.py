@@ -1,15 +1,12 @@
 """Corpus preparation at scale: time, peak memory and disk for 0.5M, 1M, 2M sentences.
 
-    python -m distil_utils.tools.bench_corpus [--sizes 500000,1000000,2000000] [--max-seq-len 512]
+    python -m benchmarks.bench_corpus [--sizes 500000,1000000,2000000] [--max-seq-len 512]
 
-Sentences are those of the IMDb unsupervised mirror (50,000 reviews split at sentence ends),
-repeated in a seeded random order to reach each size and written one per line, like
-BookCorpus (the paper's corpus is ~74M such lines with Wikipedia's). Each size runs
-`data.prepare_sequences` (load, shuffle, tokenise with `num_proc` workers, save the uint16
-Arrow cache, token counts) in a fresh process, so its peak RSS is its own; then the first
-100 batches of `data.batch_stream` are drawn from the memory-mapped cache. The result is
-extrapolated linearly to 74M sentences (`datasets.map` is linear in the corpus; the
-per-epoch index arrays are the only part that scales in memory, 4-8 bytes per sequence).
+The IMDb unsupervised reviews, split into sentences and repeated in a seeded order to reach
+each size, one per line like BookCorpus. Each size runs `data.prepare_sequences` in a fresh
+process (so its peak RSS is its own), then draws 100 batches of `data.batch_stream` from the
+memory-mapped cache. The result is extrapolated linearly to the paper's ~74M sentences
+(`datasets.map` is linear in the corpus).
 """
 
 from __future__ import annotations
@@ -25,6 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from distil_utils.config import default_data_dir
+from distil_utils.hub import load_split
 
 PAPER_SENTENCES = 74_000_000
 
@@ -88,8 +88,6 @@ print(json.dumps({"prepare_s": t2 - t1, "first_100_batches_s": t3 - t2, "startup
 
 def sentences(data_dir: str | None) -> list[str]:
     """The IMDb unsupervised reviews cut into sentences (markup removed)."""
-    from ..hub import load_split
-
     texts = load_split("imdb", "unsupervised", data_dir)["text"]
     out = []
     for t in texts:
@@ -143,9 +141,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--max-seq-len", type=int, default=512)
     ap.add_argument("--out", default=None, help="write the JSON result here")
     args = ap.parse_args(argv)
-    from ..config import _default_local_data
 
-    pool = sentences(_default_local_data())
+    pool = sentences(default_data_dir())
     print(f"{len(pool):,} distinct IMDb sentences, {os.cpu_count()} CPUs", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

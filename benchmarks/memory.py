@@ -1,5 +1,5 @@
 """Memory of one benchmark run: resident set size on CPU (its peak reset between runs where
-Linux allows it), allocated memory on CUDA. Tooling for `tools.bench_distill`.
+Linux allows it), allocated memory on CUDA. Tooling for `benchmarks.bench_distill`.
 """
 
 from __future__ import annotations
@@ -61,6 +61,3 @@ def peak_memory(device: torch.device) -> Iterator[dict[str, Any]]:
                    rss_peak_scope=scope)
         if device.type == "cuda":
             out["cuda_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-
-
-# ------------------------------------------------------------------------ one step

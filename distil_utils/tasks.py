@@ -1,0 +1,107 @@
+"""The task registry: every data set and downstream task the suite knows, in one table.
+
+Where a data set lives (Hub id and config, folder in the offline mirror), which split a corpus
+reads, and for each task its text columns, dev splits, label names (so the number of labels),
+metrics and display name. Loading, fine-tuning, metrics, timing, deployment, model cards and
+figures all read these tables; a new GLUE-like task is one `Task` line here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DataSet:
+    hub: str  # Hub repository
+    config: str | None  # Hub configuration
+    folder: str | None  # folder in the offline mirror (../shared/data); None: Hub only
+
+
+DATASETS: dict[str, DataSet] = {
+    **{f"glue/{t}": DataSet("nyu-mll/glue", t, f"glue/{t}") for t in
+       ("cola", "mnli", "mrpc", "qnli", "qqp", "rte", "sst2", "stsb", "wnli")},
+    "imdb": DataSet("stanfordnlp/imdb", None, "imdb"),
+    "squad": DataSet("rajpurkar/squad", None, "squad"),
+    "wikitext": DataSet("Salesforce/wikitext", "wikitext-2-raw-v1", "wikitext-2-raw-v1"),
+    # the paper's corpus: not mirrored offline
+    "wikipedia": DataSet("wikimedia/wikipedia", "20231101.en", None),
+    "bookcorpus": DataSet("bookcorpus/bookcorpus", None, None),
+}
+# corpus name -> (data set, split) of the distillation corpus; anything else must be a path
+CORPORA: dict[str, tuple[str, str]] = {
+    "wikitext": ("wikitext", "test"), "imdb": ("imdb", "unsupervised"),
+    "wikipedia": ("wikipedia", "train"), "bookcorpus": ("bookcorpus", "train"),
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str  # the Hub's name ("sst2", not "SST-2")
+    display: str  # as the paper's tables print it
+    dataset: str  # key of DATASETS
+    text: tuple[str, str | None]  # text columns; the second is None for single sentences
+    labels: tuple[str, ...]  # the Hub data set's label names by id (STS-B: one regression unit)
+    metrics: tuple[str, ...]  # what the paper reports, headline first
+    eval_splits: tuple[str, ...] = ("validation",)  # the first is the one timed and deployed on
+    glue: bool = True
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    @property
+    def dev_split(self) -> str:
+        return self.eval_splits[0]
+
+
+_PAIR = ("sentence1", "sentence2")
+TASKS: dict[str, Task] = {t.name: t for t in (
+    Task("cola", "CoLA", "glue/cola", ("sentence", None), ("unacceptable", "acceptable"),
+         ("matthews_correlation",)),
+    Task("mnli", "MNLI", "glue/mnli", ("premise", "hypothesis"),
+         ("entailment", "neutral", "contradiction"), ("accuracy",),
+         ("validation_matched", "validation_mismatched")),
+    Task("mrpc", "MRPC", "glue/mrpc", _PAIR, ("not_equivalent", "equivalent"), ("f1", "accuracy")),
+    Task("qnli", "QNLI", "glue/qnli", ("question", "sentence"), ("entailment", "not_entailment"),
+         ("accuracy",)),
+    Task("qqp", "QQP", "glue/qqp", ("question1", "question2"), ("not_duplicate", "duplicate"),
+         ("f1", "accuracy")),
+    Task("rte", "RTE", "glue/rte", _PAIR, ("entailment", "not_entailment"), ("accuracy",)),
+    Task("sst2", "SST-2", "glue/sst2", ("sentence", None), ("negative", "positive"),
+         ("accuracy",)),
+    Task("stsb", "STS-B", "glue/stsb", _PAIR, ("similarity",), ("pearson", "spearmanr")),
+    Task("wnli", "WNLI", "glue/wnli", _PAIR, ("not_entailment", "entailment"), ("accuracy",)),
+    Task("imdb", "IMDb", "imdb", ("text", None), ("negative", "positive"), ("accuracy",),
+         ("test",), glue=False),
+    Task("squad", "SQuAD", "squad", ("question", "context"), (), ("exact_match", "f1"),
+         glue=False),
+)}
+GLUE_TASKS: tuple[str, ...] = tuple(t for t, task in TASKS.items() if task.glue)
+# the metrics per GLUE task, and per MNLI dev set ("mnli" alone means one of them)
+GLUE_METRICS: dict[str, tuple[str, ...]] = {
+    **{t: TASKS[t].metrics for t in GLUE_TASKS},
+    **{s.replace("validation", "mnli"): TASKS["mnli"].metrics
+       for s in TASKS["mnli"].eval_splits},
+}
+# Text columns tried, in order, when a data set comes without its task name: the pairs first
+# (a pair's columns would otherwise be mistaken for a single sentence), then the single
+# sentences, then IMDb's "text".
+TEXT_COLUMNS: tuple[tuple[str, str | None], ...] = (
+    *dict.fromkeys(TASKS[t].text for t in GLUE_TASKS if TASKS[t].text[1] is not None),
+    *dict.fromkeys(TASKS[t].text for t in GLUE_TASKS if TASKS[t].text[1] is None),
+    TASKS["imdb"].text)
+
+
+def check_glue_task(task: str, setting: str = "task") -> str:
+    """`task` if it is a GLUE task, else a ValueError naming the setting and the valid names."""
+    if task not in GLUE_TASKS:
+        raise ValueError(f"unknown GLUE task {task!r} in {setting}; GLUE tasks are "
+                         f"{list(GLUE_TASKS)} (Hub names: 'sst2', not 'SST-2' or 'sst-2')")
+    return task
+
+
+def label_kwargs(task: str) -> dict[str, dict]:
+    """`id2label` / `label2id` for `from_pretrained` of a `task` classifier."""
+    names = TASKS[task].labels
+    return {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
