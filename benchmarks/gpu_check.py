@@ -21,7 +21,7 @@ reason); the exit status is 1 when one failed. The checks:
 * **finetune** — a few `Trainer` steps of a classifier through `finetune.training_args`.
 
 `--dry-run` runs every check at tiny shapes on the CPU (CUDA-only parts are skipped with the
-reason); tests/test_gpu_check.py runs it so this command cannot rot unnoticed.
+reason); tests/test_bench_gpu_check.py runs it so this command cannot rot unnoticed.
 """
 
 from __future__ import annotations

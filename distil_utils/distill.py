@@ -306,8 +306,9 @@ def config_from_cli(profile: str, pairs: list[list[str]] | None, **fixed: Any) -
 
 
 def parse_overrides(pairs: list[list[str]] | None) -> dict[str, Any]:
-    """`-p key value` pairs, each value read by `validation.parse_value`."""
-    return {key: parse_value(value) for key, value in pairs or []}
+    """`-p key value` pairs, each value read by `validation.parse_value`; a name in any case
+    (`-p SEED 7`, as the notebooks spell their parameters, is `-p seed 7`)."""
+    return {key.lower(): parse_value(value) for key, value in pairs or []}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,6 +5,7 @@ Kept here so every notebook starts the same way and the set-up itself is tested.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import os
@@ -12,13 +13,68 @@ import random
 from pathlib import Path
 from typing import Any
 
-from .config import Config, get_config
+from .config import PROFILES, Config, get_config
 from .figures import save
 from .results_io import lock_results, versions, write_json
 
 
 class ResultsDirError(RuntimeError):
     """A results directory holds another profile's results."""
+
+
+class ParameterError(ValueError):
+    """A notebook parameter set under a name the notebook does not declare."""
+
+
+DEFAULT_PROFILE = "smoke"
+PROFILE_ENV = "DISTIL_PROFILE"
+INJECTED_HEADER = "# Parameters"  # papermill's first line of the cell it injects
+
+
+def read_parameters(namespace: dict[str, Any]) -> str:
+    """Settle the parameters cell's names, however the notebook was started; return the profile.
+
+    - `papermill nb.ipynb out.ipynb -p seed 7` defines `seed`; the runner and the distillation
+      command line take any case, so it is read as `SEED` here (said in one line). A name that is
+      no parameter in any case is an error naming the declared ones: papermill itself only warns.
+    - `PROFILE = None` (as committed): `$DISTIL_PROFILE` if set (Binder's start script and a
+      `DISTIL_PROFILE=cpu jupyter lab` set it), else "smoke" — a profile is chosen without
+      editing, and so dirtying, the tracked notebook.
+
+    papermill's injected cell is found in IPython's input history (`In`), right after the
+    parameters cell it overrides; interactive kernels have none and only the profile applies.
+    """
+    history = [str(c) for c in namespace.get("In", [])]
+    at = [i for i, c in enumerate(history) if c.startswith(INJECTED_HEADER)]
+    if at and at[-1] > 0:
+        declared, injected = _names(history[at[-1] - 1]), _names(history[at[-1]])
+        by_upper = {n.upper(): n for n in declared}
+        for name in injected:
+            if name in declared:
+                continue
+            if name.upper() not in by_upper:
+                raise ParameterError(
+                    f"parameter {name!r} is not declared by this notebook (its parameters: "
+                    f"{sorted(declared)}, in any case, e.g. -p seed 7); check the spelling")
+            namespace[by_upper[name.upper()]] = namespace[name]
+            print(f"parameter {name} = {namespace[name]!r} read as {by_upper[name.upper()]}")
+    if namespace.get("PROFILE") is None:
+        env = os.environ.get(PROFILE_ENV)
+        if env and env not in PROFILES:
+            raise ParameterError(f"{PROFILE_ENV}={env!r} is not a profile; choose one of "
+                                 f"{sorted(PROFILES)} (or unset it for {DEFAULT_PROFILE!r})")
+        namespace["PROFILE"] = env or DEFAULT_PROFILE
+    return namespace["PROFILE"]
+
+
+def _names(source: str) -> list[str]:
+    """The names a cell of `NAME = value` lines assigns (nothing for code that does not parse)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    return [t.id for node in tree.body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)]
 
 
 def setup(profile: str, notebook: str, **overrides: Any) -> Config:

@@ -219,7 +219,7 @@ def summarize(times: Sequence[float]) -> dict[str, Any]:
     """Median and spread of repeated timings (quartiles need two or more repeats).
 
     Every key names its unit (`seconds_*`), so tools that drop timings from results files
-    before comparing two runs (tests/test_suite_smoke.py) recognise them.
+    before comparing two runs (tests/suite/test_suite_smoke.py) recognise them.
     """
     times = list(times)
     q1, _, q3 = (statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1

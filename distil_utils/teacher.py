@@ -62,12 +62,14 @@ def _saved_tokenizer(path: str) -> Any:
 
 def tiny_teacher(vocab_size: int, layers: int = 4, hidden: int = 64, heads: int = 2,
                  intermediate: int = 128, max_positions: int = 512,
-                 seed: int = 0) -> BertForMaskedLM:
-    """A randomly initialised BERT masked LM built from a config (the smoke profile's teacher)."""
+                 seed: int = 0, dropout: float = 0.1) -> BertForMaskedLM:
+    """A randomly initialised BERT masked LM built from a config (the smoke profile's teacher;
+    the tests' tiny models, with `dropout=0` so that outputs are deterministic)."""
     torch.manual_seed(seed)
     cfg = BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                      num_attention_heads=heads, intermediate_size=intermediate,
-                     max_position_embeddings=max_positions)
+                     max_position_embeddings=max_positions, hidden_dropout_prob=dropout,
+                     attention_probs_dropout_prob=dropout)
     return BertForMaskedLM(cfg)
 
 

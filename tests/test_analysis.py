@@ -1,15 +1,19 @@
-"""Teacher-inspection measurements: parameter breakdown, CKA, attention maps, fill-mask."""
+"""Teacher-inspection measurements (parameter breakdown, CKA, attention maps, fill-mask) and
+the fill-mask and classification explorers."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_tiny_bert
+from helpers import make_tiny_bert
 
 from distil_utils.analysis import (
     attention_map,
     cka_matrix,
+    classify_timed,
     fill_mask,
+    fill_mask_table,
+    fill_masks,
     linear_cka,
     param_breakdown,
 )
@@ -59,3 +63,41 @@ def test_fill_mask_matches_the_pipeline(tokenizer, tmp_path):
     assert ours[0]["score"] == pytest.approx(theirs[0]["score"], rel=1e-4)
     with pytest.raises(ValueError, match="MASK"):
         fill_mask(model, tokenizer, "no mask here")
+
+
+def test_fill_masks_predicts_every_mask_like_the_pipeline(tokenizer, tmp_path):
+    from transformers import pipeline
+
+    model = make_tiny_bert(layers=2)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    text = "paris is the [MASK] of [MASK]."
+    ours = fill_masks(model, tokenizer, text, k=3)
+    theirs = pipeline("fill-mask", model=str(tmp_path))(text, top_k=3)
+    assert len(ours) == 2
+    for o, t in zip(ours, theirs, strict=True):
+        assert [x["token"] for x in o] == [x["token_str"] for x in t]
+        assert o[0]["score"] == pytest.approx(t[0]["score"], rel=1e-4)
+    table = fill_mask_table({"teacher": model, "student": make_tiny_bert(layers=2, seed=1)},
+                            tokenizer, text, k=3)
+    assert table.shape == (6, 4) and list(table.index.get_level_values(0).unique()) == [1, 2]
+    assert "student: p (%)" in table.columns
+
+
+def test_classify_timed_reports_label_names_and_latency(tokenizer, tmp_path):
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    from distil_utils.deploy import quantize_int8
+    from distil_utils.tasks import label_kwargs
+
+    make_tiny_bert(layers=2).save_pretrained(tmp_path)
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=2,
+                                                               **label_kwargs("sst2")).eval()
+    pipes = {"fp32": pipeline("text-classification", model=model, tokenizer=tokenizer),
+             "int8": pipeline("text-classification", model=quantize_int8(model),
+                              tokenizer=tokenizer)}
+    out = classify_timed(pipes, "a fine film", repeats=2)
+    assert list(out.index) == ["fp32", "int8"]
+    assert set(out.label) <= {"positive", "negative"}
+    assert (out["latency (ms, median)"] > 0).all()
+    assert out["confidence (%)"].between(50, 100).all()

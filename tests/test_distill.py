@@ -1,102 +1,148 @@
-"""Corpus preparation and the distillation loop: resume, checkpoints, DDP, command line."""
+"""Distillation: the loss function (masks drawn on the host; the GPU's default bf16 branch
+against the float32 triple loss), the cached teacher, resume, and the command line."""
 
 from __future__ import annotations
 
+import copy
 import json
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_corpus
-
-from distil_utils.checkpoint import CheckpointError
-from distil_utils.config import get_config
-from distil_utils.data import length_grouped_batches, load_corpus, tokenize_corpus
-from distil_utils.distill import (
-    main,
-    prepare_corpus,
-    run_distillation,
+from helpers import (
+    confident_pair,
+    id_batch,
+    make_tiny_bert,
+    prepared_run,
+    smoke_config,
+    smoke_teacher,
 )
-from distil_utils.heldout import evaluate_mlm, mlm_counts
-from distil_utils.teacher import tiny_teacher
 
-ROOT = Path(__file__).resolve().parent.parent
-WORDS = ("the model learns a small student from a large teacher by matching its soft "
-         "predictions on masked words while the cosine loss aligns hidden states").split()
+from distil_utils.config import get_config
+from distil_utils.distill import main, make_distill_loss, prepare_corpus, run_distillation
+from distil_utils.losses import triple_loss
+from distil_utils.masking import mask_tokens
+from distil_utils.recipe import precision
 
 
 @pytest.fixture(scope="module")
-def corpus_file(tmp_path_factory):
-    return write_corpus(tmp_path_factory.mktemp("corpus") / "docs.txt", WORDS, 160, 5, 60, 0)
+def pair():
+    """A 4-layer x 64 teacher (confident: L_ce far from 0) and a random 2-layer student."""
+    return confident_pair(layers=4, hidden=64, scale=30.0)
 
 
-def _cfg(tmp, corpus_file, **kw):
-    base = dict(results_dir=str(tmp), corpus=(str(corpus_file),), corpus_max_docs=None,
-                heldout_docs=10, max_seq_len=32, min_seq_len=4, batch_size=4, max_steps=8,
-                checkpoint_every=4, log_every=1, adapt_steps=0, tiny_layers=4, tiny_hidden=32)
-    base.update(kw)
-    return get_config("smoke", **base)
+def test_the_masks_are_still_drawn_on_the_host_from_the_step_seed(tokenizer, weights):
+    """Moving the masking out of the forward keeps the per-step masks (exact resume)."""
+    cfg = get_config("smoke")
+    fn = make_distill_loss(make_tiny_bert(layers=2), cfg, weights, tokenizer.mask_token_id,
+                           len(tokenizer))
+    batch = id_batch([20, 9, 16])
+    prepared = fn.prepare(batch, torch.Generator().manual_seed(7))
+    masked, labels = mask_tokens(batch["input_ids"], batch["attention_mask"], weights,
+                                 tokenizer.mask_token_id, len(tokenizer), cfg.mlm_prob,
+                                 torch.Generator().manual_seed(7))
+    assert torch.equal(prepared["input_ids"], masked) and torch.equal(prepared["labels"], labels)
+    assert all(v.device.type == "cpu" for v in prepared.values() if torch.is_tensor(v))
+    assert torch.equal(prepared["mlm_index"], (labels.reshape(-1) != -100).nonzero()[:, 0])
+    assert torch.equal(prepared["ce_index"],
+                       batch["attention_mask"].reshape(-1).nonzero()[:, 0])
+    assert prepared["padded"] is True and id_batch([5, 5])["attention_mask"].all()
+    assert fn.prepare(id_batch([5, 5]), torch.Generator().manual_seed(0))["padded"] is False
 
 
-def _teacher(tokenizer, cfg):
-    t = tiny_teacher(len(tokenizer), cfg.tiny_layers, cfg.tiny_hidden, 2, 64, seed=0)
-    return t.eval()
+def _grads(model):
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def test_corpus_is_split_into_bounded_sequences(tmp_path, corpus_file, tokenizer):
-    cfg = _cfg(tmp_path, corpus_file)
-    train_docs, held_docs = load_corpus(cfg)
-    assert len(held_docs) == 10 and len(train_docs) == 150
-    seqs = tokenize_corpus(train_docs, tokenizer, 32, 4)
-    lengths = seqs["length"]
-    assert max(lengths) <= 32 and min(lengths) >= 4
-    first = seqs[0]["input_ids"]
-    assert first[0] == tokenizer.cls_token_id and first[-1] == tokenizer.sep_token_id
-    assert tokenizer.unk_token_id not in first  # a real vocabulary, not the 5-token trap
+def _float32_triple_loss(teacher, student, batch, weights, tokenizer, cfg):
+    """`losses.triple_loss` on full logits in float32, on the masking the step draws."""
+    masked, labels = mask_tokens(batch["input_ids"], batch["attention_mask"], weights,
+                                 tokenizer.mask_token_id, len(tokenizer), cfg.mlm_prob,
+                                 torch.Generator().manual_seed(1))
+    am = batch["attention_mask"]
+    with torch.no_grad():
+        t = teacher(input_ids=masked, attention_mask=am, output_hidden_states=True)
+    s = student(input_ids=masked, attention_mask=am, output_hidden_states=True)
+    return triple_loss(s.logits, t.logits, s.hidden_states[-1], t.hidden_states[-1], labels, am,
+                       temperature=cfg.temperature, alpha_ce=cfg.alpha_ce,
+                       alpha_mlm=cfg.alpha_mlm, alpha_cos=cfg.alpha_cos)
 
 
-def test_empty_or_too_short_corpus_is_a_clear_error(tmp_path, corpus_file, tokenizer):
-    cfg = _cfg(tmp_path, corpus_file)
-    docs, _ = load_corpus(cfg)
-    with pytest.raises(ValueError, match="min_seq_len"):
-        tokenize_corpus(docs, tokenizer, 32, 1000)
-    with pytest.raises(ValueError, match="empty"):
-        tokenize_corpus(docs.select([]), tokenizer, 32, 4)
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(FileNotFoundError, match="no .txt or .jsonl"):
-        load_corpus(_cfg(tmp_path, empty))
+def test_the_gpu_default_path_under_bf16_matches_float32_triple_loss(pair, weights,
+                                                                     tokenizer):
+    teacher, student = pair
+    batch = id_batch([40, 23, 31, 12])
+    ref_cfg = get_config("smoke")
+    ref_model = copy.deepcopy(student).train()
+    torch.manual_seed(0)
+    ref = _float32_triple_loss(teacher, ref_model, batch, weights, tokenizer, ref_cfg)
+    ref["loss"].backward()
+    ref_g = _grads(ref_model)
+    # what a CUDA run does by default: plain heads, bf16 autocast
+    cfg = get_config("smoke", distill_fused_head=False, distill_autocast="bf16")
+    assert precision(get_config("smoke"), "cpu") is None  # CPUs stay float32 by default
+    model = copy.deepcopy(student).train()
+    fn = make_distill_loss(teacher, cfg, weights, tokenizer.mask_token_id, len(tokenizer))
+    torch.manual_seed(0)
+    out = fn(model, batch, torch.Generator().manual_seed(1))
+    out["loss"].backward()
+    for k in ("loss", "ce", "mlm", "cos"):
+        rel = abs(float(out[k].detach()) - float(ref[k].detach())) / abs(float(ref[k].detach()))
+        assert rel < 2e-2, (k, float(out[k]), float(ref[k]))
+    assert float(ref["ce"]) > 0.05 and float(ref["mlm"]) > 1
+    g = _grads(model)
+    assert g.keys() == ref_g.keys()
+    for n, r in ref_g.items():
+        if r.norm() < 1e-6:
+            continue
+        cos = torch.nn.functional.cosine_similarity(g[n].flatten().float(), r.flatten(), dim=0)
+        assert cos > 0.98, (n, float(cos))
 
 
-def test_length_grouped_batches_cover_everything_with_little_padding():
-    import random
+def test_cached_teacher_is_rebuilt_when_its_settings_change_and_keeps_its_report(tmp_path,
+                                                                                 corpus):
+    from distil_utils.artefacts import read_stamp
 
-    rng = random.Random(1)
-    lengths = [rng.randint(5, 128) for _ in range(2000)]
-    batches = length_grouped_batches(lengths, 16, seed=0, epoch=0)
-    flat = sorted(i for b in batches for i in b)
-    assert flat == list(range(2000))
-    assert batches == length_grouped_batches(lengths, 16, seed=0, epoch=0)
-    assert batches != length_grouped_batches(lengths, 16, seed=0, epoch=1)
+    cfg = smoke_config(tmp_path, corpus, preset="small")
+    tok, train, held, _, path, report = prepared_run(cfg)
+    first = read_stamp(path)
+    assert first["settings"]["seed"] == 42 and report["steps"] == 2
+    assert first["report"] == report  # the report travels inside the teacher's folder
+    (cfg.out / "teacher_adaptation.json").unlink()  # as if killed between the two writes
+    *_, again = prepared_run(cfg)
+    assert again == report and (cfg.out / "teacher_adaptation.json").exists()
+    assert read_stamp(path)["created"] == first["created"], "a current teacher is reused"
+    # another seed: the cached teacher (and its finished checkpoint) are not reused
+    prepared_run(smoke_config(tmp_path, corpus, preset="small", seed=7))
+    assert read_stamp(path)["settings"]["seed"] == 7
+    report_file = json.loads((cfg.out / "teacher_adaptation.json").read_text())
+    assert report_file["provenance"]["seed"] == 7
 
-    def padding(bs):
-        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in bs)
 
-    random_batches = [list(range(i, min(i + 16, 2000))) for i in range(0, 2000, 16)]
-    assert padding(batches) < 0.2 * padding(random_batches)
+def test_command_line_refuses_no_op_and_bad_values_before_any_work(tmp_path, corpus, capsys):
+    from distil_utils.distill import main
+
+    for pairs, match in [(["max_steps", "0"], "max_steps is 0"),
+                         (["max_steps", "abc"], "max_steps must be a whole number"),
+                         (["temperature", "nan"], "temperature must be a finite")]:
+        with pytest.raises(SystemExit) as info:
+            main(["--profile", "smoke", "-p", "results_dir", str(tmp_path), "-p", *pairs])
+        assert info.value.code == 2 and match in capsys.readouterr().err
+    assert not (tmp_path / "smoke").exists(), "nothing may be written before the checks"
+    (tmp_path / "smoke").mkdir()
+    (tmp_path / "smoke" / "checkpoints").write_text("")  # a file where a folder must be
+    with pytest.raises(SystemExit):
+        main(["--profile", "smoke", "-p", "results_dir", str(tmp_path)])
+    assert "checkpoints is a file" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # ~4 s
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, corpus_file, tokenizer):
-    cfg_a = _cfg(tmp_path / "a", corpus_file)
+    cfg_a = smoke_config(tmp_path / "a", corpus_file, preset="distill")
     train, _ = prepare_corpus(cfg_a, tokenizer)
-    teacher = _teacher(tokenizer, cfg_a)
+    teacher = smoke_teacher(tokenizer, cfg_a)
     student_a, hist_a = run_distillation(cfg_a, teacher, tokenizer, train)
 
-    cfg_b = _cfg(tmp_path / "b", corpus_file)
+    cfg_b = smoke_config(tmp_path / "b", corpus_file, preset="distill")
     _, first = run_distillation(cfg_b, teacher, tokenizer, train, stop_at=4)
     assert len(first) == 4 and not (cfg_b.out / "student").exists()
     student_b, hist_b = run_distillation(cfg_b, teacher, tokenizer, train)
@@ -118,64 +164,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, corpus_file, tokenize
     assert DistilBertForMaskedLM.from_pretrained(cfg_a.out / "student").config.n_layers == 2
 
 
-def test_bad_checkpoints_are_errors_not_restarts(tmp_path, corpus_file, tokenizer):
-    cfg = _cfg(tmp_path, corpus_file)
-    train, _ = prepare_corpus(cfg, tokenizer)
-    teacher = _teacher(tokenizer, cfg)
-    run_distillation(cfg, teacher, tokenizer, train, stop_at=4)
-    ckpt = cfg.out / "checkpoints" / "student.pt"
-    other = _cfg(tmp_path, corpus_file, alpha_cos=0.0)
-    with pytest.raises(CheckpointError, match="alpha_cos"):
-        run_distillation(other, teacher, tokenizer, train)
-    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match=str(ckpt)):
-        run_distillation(cfg, teacher, tokenizer, train)
-    assert ckpt.exists(), "the damaged checkpoint must not be deleted or overwritten"
-
-
-def test_evaluate_mlm_is_deterministic_and_teacher_matches_full_student(
-        tmp_path, corpus_file, tokenizer):
-    from distil_utils.student import student_from_teacher
-
-    cfg = _cfg(tmp_path, corpus_file)
-    _, held = prepare_corpus(cfg, tokenizer)
-    teacher = _teacher(tokenizer, cfg)
-    a = evaluate_mlm(teacher, held, tokenizer, n_batches=3, seed=1)
-    b = evaluate_mlm(teacher, held, tokenizer, n_batches=3, seed=1)
-    full = evaluate_mlm(student_from_teacher(teacher, range(4)), held, tokenizer, n_batches=3,
-                        seed=1)
-    assert a == b and a["n_masked"] > 0
-    assert abs(full["mlm_loss"] - a["mlm_loss"]) < 1e-4
-
-
-def test_mlm_counts_add_up_to_the_summary_and_its_interval_brackets_it(
-        tmp_path, corpus_file, tokenizer):
-    from distil_utils.heldout import summarise_mlm
-
-    cfg = _cfg(tmp_path, corpus_file)
-    _, held = prepare_corpus(cfg, tokenizer)
-    counts = mlm_counts(_teacher(tokenizer, cfg), held, tokenizer, batch_size=4, n_batches=3,
-                        seed=1)
-    assert 0 < len(counts["masked"]) <= 12  # one row per held-out sequence, 3 batches of <= 4
-    assert (counts["correct"] <= counts["masked"]).all() and counts["masked"].sum() > 0
-    summary = summarise_mlm(counts, seed=1)
-    assert summary["n_masked"] == counts["masked"].sum()
-    assert summary["mlm_acc"] == pytest.approx(
-        100 * counts["correct"].sum() / counts["masked"].sum())
-    assert summary["mlm_acc_low"] <= summary["mlm_acc"] <= summary["mlm_acc_high"]
-    assert summary["mlm_loss"] == pytest.approx(counts["loss"].sum() / counts["masked"].sum())
-    from distil_utils.heldout import paired_difference
-
-    same = paired_difference(counts, counts, seed=1)
-    assert same == {"delta": 0.0, "delta_low": 0.0, "delta_high": 0.0, "resolvable": False}
-    better = {**counts, "correct": counts["masked"]}  # every masked token right
-    diff = paired_difference(better, counts, seed=1)
-    assert diff["delta"] == pytest.approx(100 - summary["mlm_acc"]) and diff["resolvable"]
-    assert diff["delta_low"] <= diff["delta"] <= diff["delta_high"]
-    with pytest.raises(ValueError, match="masked different positions"):
-        paired_difference({**counts, "masked": counts["masked"] + 1}, counts)
-
-
+@pytest.mark.slow  # ~4 s
 def test_command_line_runs_the_pipeline(tmp_path, corpus_file, capsys):
     main(["--profile", "smoke", "-p", "results_dir", str(tmp_path), "-p", "corpus",
           f"('{corpus_file}',)", "-p", "corpus_max_docs", "None", "-p", "heldout_docs", "10",
@@ -187,44 +176,3 @@ def test_command_line_runs_the_pipeline(tmp_path, corpus_file, capsys):
     assert (tmp_path / "smoke" / "student" / "config.json").exists()
     assert (tmp_path / "smoke" / "teacher" / "config.json").exists()
     assert (tmp_path / "smoke" / "teacher_adaptation.json").exists()
-
-
-def test_torchrun_two_cpu_processes_keep_identical_replicas(tmp_path, corpus_file):
-    script = tmp_path / "ddp.py"
-    script.write_text(textwrap.dedent(f"""
-        import os, torch
-        from distil_utils.config import get_config
-        from distil_utils.devices import dist_info
-        from distil_utils.distill import prepare_corpus, run_distillation
-        from distil_utils.hub import load_tokenizer
-        from distil_utils.teacher import tiny_teacher
-        cfg = get_config("smoke", results_dir={str(tmp_path)!r}, corpus=({str(corpus_file)!r},),
-                         corpus_max_docs=None, heldout_docs=10, max_seq_len=32, min_seq_len=4,
-                         batch_size=4, max_steps=4, checkpoint_every=2, adapt_steps=0)
-        tok = load_tokenizer("minilm")
-        train, _ = prepare_corpus(cfg, tok)
-        if "WORLD_SIZE" not in os.environ:  # one process first: distill --prepare-corpus
-            raise SystemExit(0)
-        teacher = tiny_teacher(len(tok), 2, 32, 2, 64, seed=0)
-        student, hist = run_distillation(cfg, teacher, tok, train)
-        rank, world = dist_info()
-        assert world == 2
-        torch.save(student.state_dict(), {str(tmp_path)!r} + f"/rank{{rank}}.pt")
-        torch.distributed.destroy_process_group()
-    """))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    prep = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert prep.returncode == 0, prep.stderr[-3000:]
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc_per_node", "2", str(script)], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    a = torch.load(tmp_path / "rank0.pt")
-    b = torch.load(tmp_path / "rank1.pt")
-    assert a.keys() == b.keys()
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    init = tiny_teacher(30522, 2, 32, 2, 64, seed=0)
-    assert not torch.equal(a["distilbert.transformer.layer.0.ffn.lin1.weight"],
-                           init.bert.encoder.layer[0].intermediate.dense.weight)
-    assert (tmp_path / "smoke" / "student" / "config.json").exists()

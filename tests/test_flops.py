@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from conftest import make_tiny_bert
+from helpers import make_tiny_bert
 from torch.utils.flop_counter import FlopCounterMode
 
 from distil_utils.flops import encoder_flops, head_flops, matmul_peak

@@ -1,13 +1,13 @@
-"""The triple loss, term by term against direct computations; the fused head against it."""
+"""The triple loss, term by term against direct computations.
+
+(The fused head against it: tests/test_fused_head.py.)"""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_tiny_bert
 
-from distil_utils.fused_head import fused_triple_loss
 from distil_utils.losses import triple_loss
 
 B, S, V, D = 3, 7, 50, 16
@@ -107,67 +107,3 @@ def test_vocabulary_mismatch_is_refused():
     s, t, sh, th, labels, am = _inputs()
     with pytest.raises(ValueError, match="vocabulary"):
         triple_loss(s, t[..., :-1], sh, th, labels, am)
-
-
-# ------------------------------------------------------------- the fused head
-FUSED_VOCAB = 300
-
-
-@pytest.fixture(scope="module")
-def tiny_pair():
-    """A tiny random BERT teacher (confident, so L_ce is far from 0) and a random student."""
-    from distil_utils.student import random_student
-
-    teacher = make_tiny_bert(layers=2, hidden=32, vocab=FUSED_VOCAB)
-    with torch.no_grad():
-        teacher.cls.predictions.decoder.weight.mul_(20.0)
-    return teacher, random_student(teacher, 2, seed=1).eval()
-
-
-def _masked_batch(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(5, FUSED_VOCAB, (3, 11), generator=g)
-    am = torch.ones_like(ids)
-    am[1, 7:] = 0
-    am[2, 4:] = 0
-    labels = torch.where((torch.rand(ids.shape, generator=g) < 0.3) & am.bool(), ids, -100)
-    labels[0, 2] = ids[0, 2]  # at least one masked token
-    masked = torch.where(labels != -100, torch.full_like(ids, 3), ids)
-    return masked, am, labels
-
-
-def _student_grads(model):
-    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-
-@pytest.mark.parametrize("ce_on_masked_only", [False, True])
-@pytest.mark.parametrize("alphas", [(5.0, 2.0, 1.0), (0.0, 2.0, 1.0), (5.0, 0.0, 1.0),
-                                    (5.0, 2.0, 0.0)])
-def test_fused_head_is_triple_loss_in_value_and_gradients(tiny_pair, ce_on_masked_only,
-                                                          alphas):
-    import copy
-
-    teacher, student = tiny_pair
-    masked, am, labels = _masked_batch()
-    kw = dict(temperature=2.0, alpha_ce=alphas[0], alpha_mlm=alphas[1], alpha_cos=alphas[2],
-              ce_on_masked_only=ce_on_masked_only)
-    plain_model, fused_model = copy.deepcopy(student), copy.deepcopy(student)
-    with torch.no_grad():
-        t = teacher(input_ids=masked, attention_mask=am, output_hidden_states=True)
-    s = plain_model(input_ids=masked, attention_mask=am, output_hidden_states=True)
-    plain = triple_loss(s.logits, t.logits, s.hidden_states[-1], t.hidden_states[-1], labels,
-                        am, **kw)
-    plain["loss"].backward()
-    fused = fused_triple_loss(teacher, fused_model, masked, am, labels, chunk_rows=5, **kw)
-    fused["loss"].backward()
-    terms = {k: float(v.detach()) for k, v in plain.items()}
-    assert terms["ce"] > 0.01 and terms["mlm"] > 1 and terms["cos"] > 0  # all exercised
-    for k in ("loss", "ce", "mlm", "cos"):
-        assert torch.allclose(fused[k], plain[k], rtol=1e-5, atol=1e-6), (k, fused[k], plain[k])
-    g_plain, g_fused = _student_grads(plain_model), _student_grads(fused_model)
-    assert g_plain.keys() == g_fused.keys() and g_plain
-    for n, g in g_plain.items():
-        err = (g - g_fused[n]).norm() / g.norm().clamp(min=1e-6)
-        # k_lin.bias has an exactly-zero true gradient: both are rounding noise
-        assert err < 1e-4 or g.abs().max() < 1e-9, (n, float(err))
-    assert all(p.grad is None for p in teacher.parameters())

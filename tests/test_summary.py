@@ -1,9 +1,11 @@
-"""The summary tables: our rows, retention and the paper's rows, from results files."""
+"""The summary tables: our rows, retention and the paper's rows, from results files; targets
+judged on their intervals; stale or broken results files refused."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
+from helpers import make_tiny_bert
 
 from distil_utils.artefacts import write_result
 from distil_utils.config import get_config
@@ -161,25 +163,6 @@ def test_downstream_scores_carry_intervals_and_paired_retention(tmp_path):
     assert (f1.examples == 200).all()
 
 
-def test_each_results_file_has_one_declared_schema_that_writers_and_readers_share(tmp_path):
-    from distil_utils.results_files import FILES, GLUE, GLUE_MODEL
-
-    assert len({f.pattern for f in FILES}) == len(FILES)  # one declaration per file
-    cfg = get_config("smoke", results_dir=str(tmp_path))
-    with pytest.raises(ValueError, match="missing keys"):
-        GLUE.write({"models": {}}, cfg)
-    with pytest.raises(ValueError, match="undeclared keys"):
-        GLUE.write({k: {} for k in (*GLUE.keys, "extra")}, cfg)
-    assert not (cfg.out / "04_glue.json").exists()
-    with pytest.raises(KeyError, match="declares no key"):
-        GLUE.get({}, "model")
-    path = GLUE.write({k: {} for k in GLUE.keys}, cfg, notebook="04_glue")
-    assert path == cfg.out / "04_glue.json"
-    assert collect(cfg.out)["04_glue"] == {k: {} for k in GLUE.keys}
-    assert GLUE_MODEL.stem(name="student") == "glue_student"
-    assert GLUE_MODEL.get({"glue_student": {"score": 50.0}}, "score", name="student") == 50.0
-
-
 def test_ablation_differences_carry_their_interval_and_verdict(tmp_path):
     cfg = get_config("smoke", results_dir=str(tmp_path))
     nodist = "no distillation (layer-skipped init only)"
@@ -205,3 +188,25 @@ def test_ablation_differences_carry_their_interval_and_verdict(tmp_path):
     assert (gain["95% low"], gain["95% high"]) == (pytest.approx(-0.7), pytest.approx(1.6))
     margin = targets.loc["sst2_margin_over_ablations"]  # the best other row: undistilled
     assert margin["measured"] == pytest.approx(0.5) and margin["result"] == "within noise"
+
+
+def test_garbage_results_json_is_an_error_naming_the_file(tmp_path):
+    from distil_utils.summary import collect
+
+    (tmp_path / "04_glue.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"04_glue.json is not valid JSON.*delete it"):
+        collect(tmp_path)
+
+
+def test_the_summary_refuses_results_of_a_student_made_again_since(tmp_path, tokenizer):
+    from distil_utils.artefacts import StaleArtefactError, make_stamp, save_model, write_result
+    from distil_utils.summary import collect
+
+    cfg = get_config("smoke", results_dir=str(tmp_path))
+    student = cfg.out / "student"
+    save_model(make_tiny_bert(layers=2), tokenizer, student, make_stamp("student", {"v": 1}, {}))
+    write_result(cfg.out / "04_glue.json", {"models": {}}, cfg, student=str(student))
+    assert "04_glue" in collect(cfg.out)
+    save_model(make_tiny_bert(layers=2), tokenizer, student, make_stamp("student", {"v": 2}, {}))
+    with pytest.raises(StaleArtefactError, match=r"04_glue.json: student .*Re-run"):
+        collect(cfg.out)

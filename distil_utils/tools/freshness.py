@@ -104,21 +104,43 @@ def _files_of_run(out: Path, before: dict[str, str], reads: Path) -> dict[str, s
     return dict(sorted(files.items()))
 
 
-def _is_done(previous: dict[str, Any] | None, executed: Path, injected: dict[str, Any],
-             digest: str, settings: str, out: Path) -> bool:
-    """Completed before with these parameters, from this source, under these profile
-    settings; the copy is still there, and every file it read or wrote is as it left it.
+def stale_reason(previous: dict[str, Any] | None, executed: Path, injected: dict[str, Any],
+                 digest: str, settings: str, out: Path) -> str | None:
+    """Why the notebook must run again, in words; None when it is done: it completed before
+    with these parameters, from this source, under these profile settings, its executed copy is
+    still there, and every file it read or wrote is as it left it.
 
     A record without its files (e.g. committed without the models it describes) is not
     done: the notebook runs again.
     """
-    if not (previous and previous.get("status") == "ok" and executed.exists()
-            and previous.get("parameters") == _jsonable(injected)
-            and previous.get("source_sha256") == digest
-            and previous.get("profile_sha256") == settings
-            and isinstance(previous.get("files"), dict)):
-        return False
-    return all(fingerprint(out / rel) == fp for rel, fp in previous["files"].items())
+    if not previous:
+        return "never run into this results folder"
+    if previous.get("status") != "ok":
+        return f"its last run is {previous.get('status')!r}, not 'ok'"
+    if not executed.exists():
+        return f"its executed copy {executed.name} is missing"
+    old = previous.get("parameters") or {}
+    now = _jsonable(injected)
+    if old != now:
+        changed = sorted(k for k in {*old, *now} if old.get(k) != now.get(k))
+        def shown(params: dict[str, Any], key: str) -> str:
+            return repr(params[key]) if key in params else "(not set)"
+
+        return "parameters changed: " + ", ".join(
+            f"{k} {shown(old, k)} -> {shown(now, k)}" for k in changed)
+    if previous.get("source_sha256") != digest:
+        return "its source notebook changed"
+    if previous.get("profile_sha256") != settings:
+        return f"the {out.name!r} profile's settings in config.py changed"
+    if not isinstance(previous.get("files"), dict):
+        return "its record lists no files (made elsewhere)"
+    for rel, fp in previous["files"].items():
+        now_fp = fingerprint(out / rel)
+        if now_fp != fp:
+            what = "is missing" if now_fp is None else (
+                "appeared" if fp is None else "changed")
+            return f"{rel} {what} since it ran"
+    return None
 
 
 def _jsonable(obj: Any) -> Any:

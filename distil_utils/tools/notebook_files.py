@@ -123,6 +123,23 @@ def declared_parameters(path: str | Path) -> dict[str, Any]:
     return _parse_parameters(cell.source, path.name)
 
 
+def spelled_as_declared(notebooks: list[Path], params: dict[str, Any]) -> dict[str, Any]:
+    """`params` with each name as the notebooks declare it: `-p seed 7` is `-p SEED 7`.
+
+    The distillation command line takes the lower-case setting names and a notebook the
+    upper-case parameters; one spelling works everywhere, so case does not matter here.
+    """
+    declared = {n for p in find_notebooks(notebooks[0].parent) for n in declared_parameters(p)}
+    by_upper = {n.upper(): n for n in declared}
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        name = key if key in declared else by_upper.get(key.upper(), key)
+        if name in out:
+            raise SuiteError(f"-p {key} sets {name} a second time; give it once")
+        out[name] = value
+    return out
+
+
 def check_parameters(notebooks: list[Path], params: dict[str, Any]) -> None:
     """Refuse, before anything runs, a parameter that a notebook to run does not declare."""
     declared = {p: declared_parameters(p) for p in notebooks}
@@ -135,9 +152,10 @@ def check_parameters(notebooks: list[Path], params: dict[str, Any]) -> None:
     everywhere = {p.name: declared_parameters(p) for p in find_notebooks(notebooks[0].parent)}
     for key in unknown:
         owners = [name for name, names in everywhere.items() if key in names]
+        known = sorted({n for names in everywhere.values() for n in names})
         problems.append(f"{key} is declared by {owners}; run those with --only" if owners
-                        else f"{key} is declared by no notebook: check the spelling "
-                        "(parameters are UPPER_CASE)")
+                        else f"{key} is declared by no notebook: check the spelling; the "
+                        f"notebooks' parameters are {known} (any case, e.g. -p seed 7)")
     raise SuiteError("\n".join(problems))
 
 
@@ -151,7 +169,6 @@ def check_clean(path: str | Path, colab_cell: bool = True) -> list[str]:
     injects them), and, with `colab_cell`, the first code cell is `colab_cell_source()`.
     """
     import nbformat
-
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
@@ -171,6 +188,10 @@ def check_clean(path: str | Path, colab_cell: bool = True) -> list[str]:
         missing = [p for p in RUNNER_PARAMETERS if p not in declared]
         if missing:
             problems.append(f"the parameters cell does not declare {missing}")
+        if declared.get("PROFILE") is not None:  # an edit saved in JupyterLab, most likely
+            problems.append(f"the parameters cell sets PROFILE = {declared['PROFILE']!r}: keep "
+                            "None in the tracked notebook and choose the profile with "
+                            f"DISTIL_PROFILE={declared['PROFILE']} (or the runner's --profile)")
     except SuiteError as err:
         problems.append(str(err))
     code = [c for c in nb.cells if c.cell_type == "code"]
@@ -210,7 +231,6 @@ def strip_outputs(path: str | Path) -> bool:
 def sync_colab_cell(path: str | Path) -> bool:
     """Make the first code cell `colab_cell_source()` if it is a Colab cell; True if changed."""
     import nbformat
-
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)

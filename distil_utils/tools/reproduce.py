@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import shlex
 import sys
@@ -36,19 +37,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..config import PROFILES, ROOT, Config
+from ..config import PROFILES, ROOT, Config, get_config
 from ..results_io import (
     READ_LOG_ENV,
     ResultsLockedError,
     lock_results,
     unlock_results,
 )
-from ..validation import parse_value
+from ..validation import SettingError, parse_value
 from .freshness import (  # noqa: F401  (the runner's public names, as tests and docs use them)
     LOG_NAME,
     UNTRACKED,
     _files_of_run,
-    _is_done,
     _jsonable,
     _log,
     _read_log,
@@ -57,6 +57,7 @@ from .freshness import (  # noqa: F401  (the runner's public names, as tests and
     fingerprint,
     profile_digest,
     snapshot,
+    stale_reason,
 )
 from .notebook_files import (  # noqa: F401
     DEFAULT_KERNEL,
@@ -73,6 +74,7 @@ from .notebook_files import (  # noqa: F401
     default_kernel,
     find_notebooks,
     parameters_cell,
+    spelled_as_declared,
     strip_outputs,
     sync_colab_cell,
 )
@@ -123,16 +125,18 @@ def run_suite(profile: str, only: list[str] | None = None, params: dict[str, Any
 
     if profile not in PROFILES:
         raise SuiteError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
-    params = dict(params or {})
+    notebooks = find_notebooks(notebooks_dir, only)
+    params = spelled_as_declared(notebooks, dict(params or {}))
     results_dir = _results_dir_from(params, results_dir)
     injected = {"PROFILE": profile, **params}
     if results_dir:
         injected["RESULTS_DIR"] = str(results_base(results_dir))
-    notebooks = find_notebooks(notebooks_dir, only)
     check_parameters(notebooks, injected)
+    check_values(profile, params)
     timeout = CELL_TIMEOUTS.get(profile) if cell_timeout is None else cell_timeout or None
     options = {"kernel_name": default_kernel() if kernel == "default" else kernel,
-               "execution_timeout": timeout}  # papermill's, for every notebook
+               "execution_timeout": timeout,  # papermill's, for every notebook
+               "progress_bar": not quiet, **_kernel_transport()}
     out = results_base(results_dir) / profile
     log = _read_log(out / LOG_NAME)
     command = command_line(profile, only, params, results_dir)
@@ -154,17 +158,29 @@ def _run_all(notebooks: list[Path], out: Path, injected: dict[str, Any], options
              done: list[dict[str, Any]]) -> None:
     with _environ(DISTIL_COMMAND=command, PYTHONPATH=_pythonpath()):
         for i, path in enumerate(notebooks, 1):
-            # one line per notebook, once it is over (kernels write their own warnings to
-            # stderr meanwhile); the executed copy is saved cell by cell to follow a long one
+            # a line as each notebook starts (with why --skip-done runs it again), papermill's
+            # cell-by-cell bar while it runs, a line when it is over
             head = f"[{i}/{len(notebooks)}] {path.name}"
             try:
-                record = _run_or_skip(path, out, injected, options, log, command, skip_done)
+                record = _run_or_skip(path, out, injected, options, log, command, skip_done,
+                                      lambda msg, head=head: _say(quiet, f"{head} {msg}"))
             except SuiteError as err:
                 _say(quiet, f"{head} FAILED after {err.record['seconds']:.1f} s")
                 raise
             done.append(record)
             _say(quiet, f"{head} skipped: done with the same parameters and inputs"
                  if record["status"] == "skipped" else f"{head} ok in {record['seconds']:.1f} s")
+
+
+def check_values(profile: str, params: dict[str, Any]) -> None:
+    """Refuse, before any notebook runs, a parameter value its setting refuses (`-p SEED abc`):
+    the notebook would stop at its first cell, and the resume hint would repeat the bad value."""
+    fields = {f.name for f in dataclasses.fields(Config)}
+    overrides = {k.lower(): v for k, v in params.items() if k.lower() in fields}
+    try:
+        get_config(profile, **overrides)
+    except (SettingError, ValueError, TypeError) as err:
+        raise SuiteError(f"a -p value is refused before anything runs: {err}") from None
 
 
 def _results_dir_from(params: dict[str, Any], results_dir: str | None) -> str | None:
@@ -179,18 +195,23 @@ def _results_dir_from(params: dict[str, Any], results_dir: str | None) -> str | 
 
 
 def _run_or_skip(path: Path, out: Path, injected: dict[str, Any], options: dict[str, Any],
-                 log: dict[str, Any], command: str, skip_done: bool) -> dict[str, Any]:
+                 log: dict[str, Any], command: str, skip_done: bool,
+                 say: Any = lambda msg: None) -> dict[str, Any]:
     executed = out / "notebooks" / path.name
     digest = _sha256(path)
     settings = profile_digest(out.name)
     previous = _read_log(log["path"])["runs"].get(path.name)  # another runner may have run it
-    if skip_done and _is_done(previous, executed, injected, digest, settings, out):
+    reason = stale_reason(previous, executed, injected, digest, settings, out) \
+        if skip_done else None
+    if skip_done and reason is None:
         return {**previous, "status": "skipped"}
+    say(f"running again: {reason}" if skip_done else "running")
     record = {"notebook": path.name, "status": "running", "seconds": None,
               "parameters": _jsonable(injected), "executed": str(executed),
               "source_sha256": digest, "profile_sha256": settings,
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command,
-              "versions": _versions(), "cell_timeout": options["execution_timeout"]}
+              "versions": _versions(), "cell_timeout": options["execution_timeout"],
+              **({"rerun_because": reason} if reason else {})}
     _log(out, log, record)  # an interrupted run leaves "running", never a stale "ok"
     executed.unlink(missing_ok=True)  # never blame an old copy for a new failure
     before = snapshot(out)
@@ -224,7 +245,18 @@ def _execute(path: Path, executed: Path, injected: dict[str, Any], options: dict
     executed.parent.mkdir(parents=True, exist_ok=True)
     # cwd: the notebook's own folder, as when it is opened in Jupyter.
     pm.execute_notebook(str(path), str(executed), parameters=injected, cwd=str(path.parent),
-                        progress_bar=False, log_output=False, **options)
+                        log_output=False, **options)
+
+
+def _kernel_transport() -> dict[str, Any]:
+    """The kernels talk to the runner over local IPC sockets where the OS has them: nothing is
+    exposed on a TCP port, and ipykernel has no reason for its "running over TCP without
+    encryption" warning, once per notebook. Windows keeps jupyter_client's TCP default."""
+    if os.name != "posix":
+        return {}
+    from traitlets.config import Config as TraitletsConfig
+
+    return {"config": TraitletsConfig({"KernelManager": {"transport": "ipc"}})}
 
 
 # --- log and environment ---------------------------------------------------------------------
@@ -264,8 +296,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--only", action="append", metavar="NN",
                     help="run only this notebook (number or name); repeatable")
     ap.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                    help="set a notebook parameter, e.g. -p MAX_STEPS 200 (a Python literal, "
-                         "else a string)")
+                    help="set a notebook parameter, e.g. -p max_steps 200 (any case; a "
+                         "Python literal, else a string)")
     ap.add_argument("--notebooks-dir", default=str(NOTEBOOKS))
     ap.add_argument("--results-dir", default=None,
                     help="results folder (default: results/ of this checkout); the profile's "

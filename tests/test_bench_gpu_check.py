@@ -7,16 +7,15 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import ROOT
 
 from benchmarks.gpu_check import datasheet_peak
 
-ROOT = Path(__file__).resolve().parent.parent
 
-
+@pytest.mark.slow  # every check, a DDP pair included (~30 s)
 def test_the_dry_run_runs_every_check_and_writes_one_report(tmp_path):
     out = tmp_path / "gpu_check.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
@@ -45,6 +44,7 @@ def test_the_dry_run_runs_every_check_and_writes_one_report(tmp_path):
     assert "check        status" in proc.stdout  # the short table
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and transformers (~10 s)
 def test_a_gpu_run_without_cuda_is_refused_with_the_fix():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")

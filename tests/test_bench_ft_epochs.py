@@ -6,23 +6,19 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import make_tiny_bert
 
 from benchmarks import ft_epochs
-from distil_utils.artefacts import save_model
 from distil_utils.config import get_config
 from distil_utils.finetune import finetune_glue
-from distil_utils.student import student_from_teacher
 
 
 @pytest.fixture(scope="module")
-def student(tmp_path_factory, tokenizer):
-    """A DistilBERT student of a 2-layer × 32 BERT, saved (as test_finetune's `models`)."""
-    root = tmp_path_factory.mktemp("models")
-    save_model(student_from_teacher(make_tiny_bert(layers=2)), tokenizer, root / "student")
-    return root / "student"
+def student(models):
+    """The saved DistilBERT student of a 2-layer × 32 BERT (conftest's `models`)."""
+    return models / "student"
 
 
+@pytest.mark.slow  # two tasks, two epochs, four evaluations each (~45 s)
 def test_points_intervals_and_the_suites_final_score(student, tmp_path, data_dir,
                                                      monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the default --out lands in the current folder

@@ -1,37 +1,74 @@
-"""The corpus pipeline at the paper's scale: tokenised once, cached, uint16, flat memory;
-and the recipe derived from it (grad_accum, max_steps, the --plan)."""
+"""The corpus pipeline: split into bounded sequences, tokenised once (vectorised, cached,
+uint16), length-grouped batches over ranks, flat host memory at the paper's scale."""
 
 from __future__ import annotations
 
-import json
-import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_corpus
+from helpers import smoke_config
 
 from distil_utils import data
 from distil_utils.config import get_config
-from distil_utils.recipe import grad_accum, plan, total_steps
-from distil_utils.validation import RecipeError
-
-ROOT = Path(__file__).resolve().parent.parent
-WORDS = ("distillation keeps most of the teacher while the student runs faster on long and "
-         "short documents alike").split()
+from distil_utils.data import length_grouped_batches, load_corpus, tokenize_corpus
 
 
-@pytest.fixture(scope="module")
-def corpus_file(tmp_path_factory):
-    return write_corpus(tmp_path_factory.mktemp("pipe") / "docs.txt", WORDS, 300, 1, 90, 2)
+def test_corpus_is_split_into_bounded_sequences(tmp_path, corpus_file, tokenizer):
+    cfg = smoke_config(tmp_path, corpus_file, preset="distill")
+    train_docs, held_docs = load_corpus(cfg)
+    assert len(held_docs) == 10 and len(train_docs) == 150
+    seqs = tokenize_corpus(train_docs, tokenizer, 32, 4)
+    lengths = seqs["length"]
+    assert max(lengths) <= 32 and min(lengths) >= 4
+    first = seqs[0]["input_ids"]
+    assert first[0] == tokenizer.cls_token_id and first[-1] == tokenizer.sep_token_id
+    assert tokenizer.unk_token_id not in first  # a real vocabulary, not the 5-token trap
 
 
-def _cfg(tmp, corpus_file, **kw):
-    base = dict(results_dir=str(tmp), corpus=(str(corpus_file),), corpus_max_docs=None,
-                heldout_docs=20, max_seq_len=32, min_seq_len=5, batch_size=4, max_steps=4)
-    return get_config("smoke", **{**base, **kw})
+def test_empty_or_too_short_corpus_is_a_clear_error(tmp_path, corpus_file, tokenizer):
+    cfg = smoke_config(tmp_path, corpus_file, preset="distill")
+    docs, _ = load_corpus(cfg)
+    with pytest.raises(ValueError, match="min_seq_len"):
+        tokenize_corpus(docs, tokenizer, 32, 1000)
+    with pytest.raises(ValueError, match="empty"):
+        tokenize_corpus(docs.select([]), tokenizer, 32, 4)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no .txt or .jsonl"):
+        load_corpus(smoke_config(tmp_path, empty, preset="distill"))
+
+
+def test_length_grouped_batches_cover_everything_with_little_padding():
+    import random
+
+    rng = random.Random(1)
+    lengths = [rng.randint(5, 128) for _ in range(2000)]
+    batches = length_grouped_batches(lengths, 16, seed=0, epoch=0)
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(2000))
+    assert batches == length_grouped_batches(lengths, 16, seed=0, epoch=0)
+    assert batches != length_grouped_batches(lengths, 16, seed=0, epoch=1)
+
+    def padding(bs):
+        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in bs)
+
+    random_batches = [list(range(i, min(i + 16, 2000))) for i in range(0, 2000, 16)]
+    assert padding(batches) < 0.2 * padding(random_batches)
+
+
+def test_empty_corpus_and_corpus_too_short(tmp_path, tokenizer):
+    from distil_utils.data import load_corpus, tokenize_corpus
+
+    (tmp_path / "c.txt").write_text("one two\nthree\n")
+    cfg = get_config("smoke", corpus=(str(tmp_path / "c.txt"),), corpus_max_docs=None,
+                     heldout_docs=1)
+    docs, _ = load_corpus(cfg)
+    with pytest.raises(ValueError, match="no sequence of the corpus reaches min_seq_len"):
+        tokenize_corpus(docs, tokenizer, 64, 8)
+    with pytest.raises(ValueError, match="nothing is left to train on"):
+        load_corpus(get_config("smoke", corpus=(str(tmp_path / "c.txt"),),
+                               corpus_max_docs=None, heldout_docs=5))
 
 
 def _reference_split(docs, tokenizer, max_len, min_len):
@@ -46,9 +83,9 @@ def _reference_split(docs, tokenizer, max_len, min_len):
     return out
 
 
-def test_vectorised_tokenisation_matches_the_python_definition(tmp_path, corpus_file,
+def test_vectorised_tokenisation_matches_the_python_definition(tmp_path, pipeline_corpus,
                                                                tokenizer):
-    docs, _ = data.load_corpus(_cfg(tmp_path, corpus_file))
+    docs, _ = data.load_corpus(smoke_config(tmp_path, pipeline_corpus, preset="sequences"))
     seqs = data.tokenize_corpus(docs, tokenizer, 32, 5)
     assert seqs.features["input_ids"].feature.dtype == "uint16"  # 30,522 ids fit in 16 bits
     got = [list(s) for s in seqs["input_ids"]]
@@ -57,9 +94,9 @@ def test_vectorised_tokenisation_matches_the_python_definition(tmp_path, corpus_
     assert data.token_dtype(30522) == np.uint16 and data.token_dtype(70000) == np.int32
 
 
-def test_the_corpus_is_tokenised_once_and_shared(tmp_path, corpus_file, tokenizer,
+def test_the_corpus_is_tokenised_once_and_shared(tmp_path, pipeline_corpus, tokenizer,
                                                  monkeypatch):
-    cfg = _cfg(tmp_path, corpus_file)
+    cfg = smoke_config(tmp_path, pipeline_corpus, preset="sequences")
     train, held = data.prepare_sequences(cfg, tokenizer)
     cache = data.corpus_cache_dir(cfg)
     assert all(Path(f["filename"]).is_relative_to(cache) for f in train.cache_files)
@@ -71,10 +108,12 @@ def test_the_corpus_is_tokenised_once_and_shared(tmp_path, corpus_file, tokenize
 
     monkeypatch.setattr(data, "tokenize_corpus", no_tokenising)
     # an ablation row (other loss weights) and another run of the profile: the same cache
-    again, _ = data.prepare_sequences(_cfg(tmp_path, corpus_file, alpha_cos=0.0), tokenizer)
+    again, _ = data.prepare_sequences(smoke_config(tmp_path, pipeline_corpus, preset="sequences",
+                                                   alpha_cos=0.0), tokenizer)
     assert len(again) == len(train) and again[0] == train[0]
     # what changes the sequences gets its own cache
-    assert data.corpus_cache_dir(_cfg(tmp_path, corpus_file, max_seq_len=64)) != cache
+    assert data.corpus_cache_dir(smoke_config(tmp_path, pipeline_corpus, preset="sequences",
+                                              max_seq_len=64)) != cache
     # token counts: one bincount, cached beside the sequences, equal to a Python count
     from distil_utils.masking import token_counts
 
@@ -86,9 +125,10 @@ def test_the_corpus_is_tokenised_once_and_shared(tmp_path, corpus_file, tokenize
                           token_counts(sub["input_ids"], len(tokenizer)))
 
 
-def test_batches_cover_every_sequence_once_per_epoch_over_ranks(tmp_path, corpus_file,
+def test_batches_cover_every_sequence_once_per_epoch_over_ranks(tmp_path, pipeline_corpus,
                                                                 tokenizer):
-    train, _ = data.prepare_sequences(_cfg(tmp_path, corpus_file), tokenizer)
+    train, _ = data.prepare_sequences(smoke_config(tmp_path, pipeline_corpus, preset="sequences"),
+                                      tokenizer)
     n_batches = data.batches_per_epoch(len(train), 4)
     assert n_batches == len(data.length_grouped_batches(data.lengths_of(train), 4, 0, 0))
     usable = n_batches - n_batches % 2
@@ -144,53 +184,3 @@ def test_host_memory_does_not_grow_with_the_corpus(tmp_path):
     # the token data alone is 37 MB; as Python lists it would be ~1.5 GB
     print(f"RSS grew by {grown:.1f} MB")
     assert grown < 40, f"RSS grew by {grown:.0f} MB"
-
-
-def test_recipe_derives_accumulation_and_steps(tmp_path, corpus_file, tokenizer):
-    paper = get_config("paper")
-    assert (paper.global_batch, paper.epochs, paper.lr, paper.warmup_frac) == (4000, 3.0,
-                                                                               5e-4, 0.05)
-    assert paper.max_steps is None
-    from transformers import BertConfig, BertForMaskedLM
-
-    from distil_utils.student import student_from_teacher
-
-    teacher = BertForMaskedLM(BertConfig(num_hidden_layers=12, hidden_size=32,
-                                         num_attention_heads=2, intermediate_size=64,
-                                         vocab_size=100))
-    student = student_from_teacher(teacher, paper.student_layers)  # the 6-of-12 layer map
-    assert student.config.to_dict()["distil_teacher_layers"] == [0, 2, 4, 7, 9, 11]
-    assert [grad_accum(paper, w) for w in (1, 2, 8)] == [250, 125, 31]
-    for w in (1, 2, 8):  # the global batch stays ~4,000 whatever the hardware
-        assert abs(grad_accum(paper, w) * 16 * w - 4000) / 4000 < 0.01
-    with pytest.raises(RecipeError, match="would train nothing"):
-        get_config("paper", explicit_none=("epochs",), epochs=None)
-    with pytest.raises(RecipeError, match="would train nothing"):
-        get_config("smoke", max_steps=0)
-    # epochs -> steps once the corpus is known: prepare_corpus fills them in
-    from distil_utils.distill import prepare_corpus
-
-    cfg = _cfg(tmp_path, corpus_file, explicit_none=("max_steps",), max_steps=None,
-               epochs=2.0, global_batch=8)
-    assert plan(cfg)["total_steps"] is None
-    train, _ = prepare_corpus(cfg, tokenizer)
-    per_epoch = data.batches_per_epoch(len(train), 4)
-    assert cfg.grad_accum == 2 and cfg.max_steps == math.ceil(2 * per_epoch / 2)
-    assert cfg.max_steps == total_steps(cfg, len(train), 1)
-    fresh = _cfg(tmp_path, corpus_file, explicit_none=("max_steps",), max_steps=None,
-                 epochs=2.0, global_batch=8)
-    assert plan(fresh)["total_steps"] == cfg.max_steps  # the cached corpus has a size now
-
-
-def test_plan_command_prints_one_json_object_without_training(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "distil_utils.distill", "--profile", "paper",
-                           "--plan", "--world-size", "8", "-p", "results_dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout)
-    assert {"world_size", "per_device_batch", "grad_accum", "global_batch", "epochs",
-            "total_steps", "precision", "device"} <= set(out)
-    assert (out["world_size"], out["per_device_batch"], out["grad_accum"]) == (8, 16, 31)
-    assert out["global_batch"] == 3968 and out["epochs"] == 3.0
-    assert out["total_steps"] is None  # the corpus has not been tokenised here
-    assert not any(tmp_path.iterdir()), "--plan wrote something"

@@ -1,48 +1,31 @@
-"""The GPU path, checked on the CPU by the nearest stand-ins (no CUDA needed).
-
-* DDP with `device_ids` moves every tensor of its inputs to its GPU before the wrapped module
-  runs; a stand-in applies DDP's own input-moving function (`torch.distributed.utils._to_kwargs`)
-  towards the `meta` device, with the models on `meta` too. A micro-step that still did host
-  work inside the forward (masking with CPU weights and a CPU generator) mixes devices there.
-* On `meta` every data-dependent host synchronisation (`.item()`, `bool(t)`, `nonzero`, a
-  boolean index) raises: a micro-step that runs there synchronises nothing with the device.
-* The precision follows a stand-in compute capability (sm75 -> fp16, sm80+ -> bf16), and
-  TF32 is set in one place, in a way that leaves torch 2.13's flag readers working.
-* fp16 with a long accumulation: gradients of the triple loss at paper-sized per-row
-  magnitudes, with the loss scale of 2^16, against float32.
-"""
+"""The training step and loop: a micro-step runs where DDP moved its inputs and never syncs
+(checked on `meta`), gradient accumulation averages micro-batches (and why it divides the
+float32 gradients, not the fp16 loss), non-finite losses stop the run, mixed precision trains,
+host memory stays flat over many steps."""
 
 from __future__ import annotations
 
 import copy
 import random
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
-from conftest import make_tiny_bert
+from helpers import confident_pair, id_batch, make_tiny_bert, prepared_run, smoke_config
 from torch.distributed.utils import _to_kwargs
 
-from distil_utils import devices, finetune, recipe
+from benchmarks.bench_distill import rss_mb
 from distil_utils.config import get_config
-from distil_utils.data import collate
 from distil_utils.distill import make_distill_loss, make_mlm_loss
-from distil_utils.masking import mask_tokens, masking_weights
-from distil_utils.student import student_from_teacher
-from distil_utils.training import TrainStep, make_accelerator, make_optimizer
+from distil_utils.masking import masking_weights
+from distil_utils.student import random_student, student_from_teacher
+from distil_utils.training import TrainStep, make_accelerator, make_optimizer, train_loop
 
 
-@pytest.fixture()
-def weights(tokenizer):
-    return masking_weights(None, tokenizer.all_special_ids, len(tokenizer))
-
-
-def _batch(lengths, seed=0):
-    rng = random.Random(seed)
-    return collate([[101] + [rng.randrange(1000, 30000) for _ in range(n - 2)] + [102]
-                    for n in lengths], pad_id=0)
+@pytest.fixture(scope="module")
+def pair():
+    """A teacher with confident predictions and a random student (so that the KL term is far
+    from 0)."""
+    return confident_pair(layers=4, hidden=32, scale=40.0)
 
 
 class MovesInputsLikeDDP(torch.nn.Module):
@@ -81,31 +64,12 @@ def test_a_micro_step_runs_where_ddp_moved_its_inputs_and_never_syncs(loss_kind,
                                                                       weights):
     step = _step_on_meta(loss_kind, tokenizer, weights)
     # full-length sequences, as the paper's 512-token batches: no padding (masking.encoder_mask)
-    batch = _batch([12, 12, 12])
+    batch = id_batch([12, 12, 12])
     for last in (False, True):
         out = step.micro_step(batch, last=last)
         assert out["loss"].device.type == "meta" and out["loss"].shape == ()
     grads = [p.grad for p in step.model.parameters() if p.grad is not None]
     assert grads and all(g.device.type == "meta" for g in grads)
-
-
-def test_the_masks_are_still_drawn_on_the_host_from_the_step_seed(tokenizer, weights):
-    """Moving the masking out of the forward keeps the per-step masks (exact resume)."""
-    cfg = get_config("smoke")
-    fn = make_distill_loss(make_tiny_bert(layers=2), cfg, weights, tokenizer.mask_token_id,
-                           len(tokenizer))
-    batch = _batch([20, 9, 16])
-    prepared = fn.prepare(batch, torch.Generator().manual_seed(7))
-    masked, labels = mask_tokens(batch["input_ids"], batch["attention_mask"], weights,
-                                 tokenizer.mask_token_id, len(tokenizer), cfg.mlm_prob,
-                                 torch.Generator().manual_seed(7))
-    assert torch.equal(prepared["input_ids"], masked) and torch.equal(prepared["labels"], labels)
-    assert all(v.device.type == "cpu" for v in prepared.values() if torch.is_tensor(v))
-    assert torch.equal(prepared["mlm_index"], (labels.reshape(-1) != -100).nonzero()[:, 0])
-    assert torch.equal(prepared["ce_index"],
-                       batch["attention_mask"].reshape(-1).nonzero()[:, 0])
-    assert prepared["padded"] is True and _batch([5, 5])["attention_mask"].all()
-    assert fn.prepare(_batch([5, 5]), torch.Generator().manual_seed(0))["padded"] is False
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()`")
@@ -116,7 +80,7 @@ def test_gradient_accumulation_averages_the_micro_batches(tokenizer, weights):
     student = student_from_teacher(teacher)
     cfg = get_config("smoke", grad_accum=3, max_grad_norm=1e9, distill_fused_head=False)
     fn = make_distill_loss(teacher, cfg, weights, tokenizer.mask_token_id, len(tokenizer))
-    batches = [_batch([10, 7], seed=i) for i in range(3)]
+    batches = [id_batch([10, 7], seed=i) for i in range(3)]
     model = copy.deepcopy(student).train()
     opt, sched = make_optimizer([{"params": list(model.parameters())}], cfg, 0.0, 10)
     step = TrainStep(model, fn, make_accelerator(cfg, torch.device("cpu")), opt, sched, cfg)
@@ -144,55 +108,7 @@ def test_gradient_accumulation_averages_the_micro_batches(tokenizer, weights):
             torch.testing.assert_close(p.grad, want[n] / 3, rtol=1e-4, atol=1e-8)
 
 
-@pytest.mark.parametrize(("cap", "want"), [((7, 0), "fp16"), ((7, 5), "fp16"),
-                                           ((8, 0), "bf16"), ((8, 6), "bf16"),
-                                           ((9, 0), "bf16")])
-def test_precision_follows_what_the_gpu_really_has(monkeypatch, cap, want):
-    # a stand-in GPU: torch 2.13's is_bf16_supported() says yes on sm75 (emulated bf16)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: cap)
-    monkeypatch.setattr(torch.version, "hip", None)
-    assert devices.gpu_precision() == want
-    assert recipe.precision(get_config("paper"), "cuda") == want
-    assert recipe.precision(get_config("paper"), torch.device("cuda", 0)) == want
-    assert recipe.precision(get_config("paper", gpu_mixed_precision=False), "cuda") is None
-    tf32 = []
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    monkeypatch.setattr(finetune, "set_tf32", lambda on, dev: tf32.append((on, dev.type)))
-    kw = finetune.device_kwargs(get_config("smoke"))
-    assert (kw["bf16"], kw["fp16"]) == (want == "bf16", want == "fp16")
-    assert "tf32" not in kw and tf32 == [(True, "cuda")]  # devices.set_tf32, not Trainer's
-
-
-TF32 = textwrap.dedent("""
-    import torch
-    from transformers.utils.import_utils import enable_tf32
-    from distil_utils import devices
-
-    def read():  # what cuBLAS, cuDNN and inductor read; each raises after a mix of the APIs
-        return (torch.backends.cuda.matmul.fp32_precision,
-                torch.backends.cudnn.conv.fp32_precision, torch.get_float32_matmul_precision(),
-                torch.backends.mkldnn.matmul.fp32_precision)
-
-    torch.cuda.get_device_capability = lambda device=None: (7, 5)  # a T4: no TF32
-    devices.set_tf32(True, torch.device("cuda", 0))
-    assert read()[2] == "highest"
-    torch.cuda.get_device_capability = lambda device=None: (8, 0)  # a stand-in A100
-    devices.set_tf32(True, torch.device("cuda", 0))
-    assert read() == ("tf32", "tf32", "high", "ieee"), read()  # CPU matmuls stay float32
-    enable_tf32.__wrapped__(False)  # Trainer(tf32=False) later in the same kernel
-    assert read()[2] == "high"
-    print("ok")
-""")
-
-
-def test_tf32_leaves_every_reader_of_the_flags_working():
-    # a fresh interpreter: the flags are process-wide
-    proc = subprocess.run([sys.executable, "-c", TF32], capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
-
-
+@pytest.mark.slow  # ~5 s
 @pytest.mark.filterwarnings("ignore:In CPU autocast")
 def test_fp16_gradients_at_grad_accum_250_keep_what_float32_keeps(tokenizer, weights):
     """The measurement behind where `TrainStep` divides by grad_accum.
@@ -214,7 +130,7 @@ def test_fp16_gradients_at_grad_accum_250_keep_what_float32_keeps(tokenizer, wei
         teacher.cls.predictions.transform.LayerNorm.weight.mul_(60.0)
         student.vocab_layer_norm.weight.mul_(48.0)
         student.vocab_layer_norm.bias.add_(0.1)
-    batch = _batch([64] * 4)
+    batch = id_batch([64] * 4)
     k = 4 * 64 / (16 * 512)
     accum, scale = 250, 2.0**16
 
@@ -248,3 +164,87 @@ def test_fp16_gradients_at_grad_accum_250_keep_what_float32_keeps(tokenizer, wei
                 assert float((g - r).norm() / r.norm()) < 1e-2
     for n in ("vocab_projector.bias", "distilbert.embeddings.word_embeddings.weight"):
         assert off["grads", n] < off["loss", n], n
+
+
+def test_non_finite_loss_stops_the_run_before_anything_is_saved(tmp_path, corpus):
+    from distil_utils.distill import run_distillation
+    from distil_utils.training import NonFiniteLossError
+
+    cfg = smoke_config(tmp_path, corpus, preset="small", adapt_steps=0)
+    tok, train, _, teacher, _, _ = prepared_run(cfg)
+    with torch.no_grad():
+        teacher.bert.encoder.layer[0].output.dense.weight.fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match=r"distil student: .*(ce|cos)=nan.* at step 1"):
+        run_distillation(cfg, teacher, tok, train)
+    assert not (cfg.out / "student").exists()
+    assert not (cfg.out / "checkpoints" / "student.pt").exists()
+
+
+def _seqs(n=300, seed=0, vocab=30000):
+    import datasets
+
+    rng = random.Random(seed)
+    seqs = [[101] + [rng.randrange(1000, vocab) for _ in range(rng.randint(4, 30))] + [102]
+            for _ in range(n)]
+    return datasets.Dataset.from_dict({"input_ids": seqs, "length": [len(s) for s in seqs]}
+                                      ).with_format("python")
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.filterwarnings("ignore:Detected call of")
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_trains_in_the_loop(tmp_path, pair, weights, tokenizer, amp):
+    teacher, _ = pair
+    cfg = smoke_config(batch_size=4, distill_autocast=amp, checkpoint_every=100, log_every=1)
+    fn = make_distill_loss(teacher, cfg, weights, tokenizer.mask_token_id, len(tokenizer))
+    hist = train_loop(student_from_teacher(teacher), fn, _seqs(40), cfg=cfg, max_steps=3,
+                      lr=1e-3, ckpt_path=tmp_path / "amp.pt", fingerprint={}, pad_id=0,
+                      fp16_scaling=amp == "fp16")
+    assert len(hist) == 3 and all(torch.isfinite(torch.tensor(h["loss"])) for h in hist)
+
+
+def _live_rss_mb() -> float:
+    """RSS after a garbage collection and `malloc_trim`: memory the process still holds.
+
+    Without the trim, glibc keeps freed blocks of the varying batch shapes and RSS swings by
+    tens of MB from step to step without any leak."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: raw RSS
+        pass
+    return rss_mb()
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.slow  # 200 steps (~20 s)
+def test_host_memory_stays_flat_over_many_steps(tmp_path, tokenizer):
+    """200 steps of the real loop (fused head, length-grouped batches of varying shape):
+    after warm-up, resident memory must stay flat (the reference's users report host
+    memory growing over long runs). Small vocabulary, so the 200 steps take seconds."""
+    vocab = 2000
+    teacher = make_tiny_bert(layers=2, hidden=32, vocab=vocab)
+    weights = masking_weights(None, tokenizer.all_special_ids, vocab)
+    cfg = smoke_config(batch_size=4, checkpoint_every=10_000, log_every=1, seed=3)
+    fn = make_distill_loss(teacher, cfg, weights, tokenizer.mask_token_id, vocab)
+    rss: dict[int, float] = {}
+    raw: list[float] = []
+
+    def on_log(rec):
+        raw.append(rss_mb())
+        if rec["step"] % 10 == 0 and rec["step"] < 200:
+            rss[rec["step"]] = _live_rss_mb()
+
+    train_loop(random_student(teacher, 2, seed=1), fn, _seqs(vocab=vocab), cfg=cfg,
+               max_steps=200, lr=1e-3, ckpt_path=tmp_path / "mem.pt", fingerprint={}, pad_id=0,
+               on_log=on_log)
+    assert len(raw) == 200
+    after_warmup = [v for k, v in sorted(rss.items()) if k >= 40]
+    growth = max(after_warmup) - after_warmup[0]
+    print(f"live RSS at step 40 {after_warmup[0]:.1f} MB, max after {max(after_warmup):.1f} MB "
+          f"(+{growth:.1f}); raw RSS steps 40-199: {min(raw[40:-1]):.0f}-{max(raw[40:-1]):.0f} MB")
+    assert growth < 50, f"RSS grew {growth:.1f} MB over 160 steps: {after_warmup}"

@@ -1,4 +1,4 @@
-"""The `paper` profile's code path under torchrun: 2 gloo processes on the CPU.
+"""Multi-process runs under torchrun: 2 gloo processes on the CPU.
 
 A random teacher of BERT-base's shape (12 layers, 768 wide, 12 heads, 3072 inner, the real
 30,522-word vocabulary) is adapted with masked-LM (2 steps) and distilled into the paper's
@@ -7,7 +7,8 @@ exactly as `python -m distil_utils.distill --profile paper` runs them, only with
 sequences, a local corpus and few steps. Checked: both replicas of the teacher and of the
 student are bit-identical after training (gradients really were all-reduced), the
 optimizer step saw the planned global batch, and a SIGKILL of the whole job followed by the
-same command gives the uninterrupted run's weights.
+same command gives the uninterrupted run's weights. Also: the smoke profile's tiny teacher
+under torchrun, fine-tuning refusing several processes, and an unprepared corpus refused.
 """
 
 from __future__ import annotations
@@ -22,11 +23,24 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import kill_after_first_checkpoint, save_bert_base_teacher, write_corpus
+from helpers import (
+    ROOT,
+    WORDS,
+    kill_after_first_checkpoint,
+    save_bert_base_teacher,
+    subprocess_env,
+    write_corpus,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
+from distil_utils.teacher import tiny_teacher
+
 STEPS = 4
 pytestmark = pytest.mark.slow
+
+
+def _env() -> dict[str, str]:
+    return subprocess_env(TOKENIZERS_PARALLELISM="false")
+
 
 WORKER = textwrap.dedent("""
     import hashlib, json, sys
@@ -86,9 +100,7 @@ WORKER = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     base = tmp_path_factory.mktemp("ddp")
-    words = ("the teacher model reads many pages of text while a smaller student learns to "
-             "predict the same masked words from its soft targets and hidden states").split()
-    corpus = write_corpus(base / "docs.txt", words, 120, 6, 40, 5)
+    corpus = write_corpus(base / "docs.txt", WORDS, 120, 6, 40, 5)
     save_bert_base_teacher(base / "teacher")
     (base / "worker.py").write_text(WORKER)
     return base, corpus
@@ -101,11 +113,6 @@ def _cmd(base: Path, results: Path, corpus: Path, mode: str = "train") -> list[s
         return [sys.executable, *args]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
             "2", *args]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1",
-            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def _run(base: Path, results: Path, corpus: Path) -> list[dict]:
@@ -226,3 +233,44 @@ def test_ddp_distillation_refuses_an_unprepared_corpus_in_seconds(setup, tmp_pat
     assert proc.returncode != 0
     assert "--prepare-corpus" in proc.stderr and "no tokenised corpus" in proc.stderr
     assert not (results / "paper" / "checkpoints").exists()
+
+
+def test_torchrun_two_cpu_processes_keep_identical_replicas(tmp_path, corpus_file):
+    script = tmp_path / "ddp.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, torch
+        from distil_utils.config import get_config
+        from distil_utils.devices import dist_info
+        from distil_utils.distill import prepare_corpus, run_distillation
+        from distil_utils.hub import load_tokenizer
+        from distil_utils.teacher import tiny_teacher
+        cfg = get_config("smoke", results_dir={str(tmp_path)!r}, corpus=({str(corpus_file)!r},),
+                         corpus_max_docs=None, heldout_docs=10, max_seq_len=32, min_seq_len=4,
+                         batch_size=4, max_steps=4, checkpoint_every=2, adapt_steps=0)
+        tok = load_tokenizer("minilm")
+        train, _ = prepare_corpus(cfg, tok)
+        if "WORLD_SIZE" not in os.environ:  # one process first: distill --prepare-corpus
+            raise SystemExit(0)
+        teacher = tiny_teacher(len(tok), 2, 32, 2, 64, seed=0)
+        student, hist = run_distillation(cfg, teacher, tok, train)
+        rank, world = dist_info()
+        assert world == 2
+        torch.save(student.state_dict(), {str(tmp_path)!r} + f"/rank{{rank}}.pt")
+        torch.distributed.destroy_process_group()
+    """))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    prep = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert prep.returncode == 0, prep.stderr[-3000:]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node", "2", str(script)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = torch.load(tmp_path / "rank0.pt")
+    b = torch.load(tmp_path / "rank1.pt")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    init = tiny_teacher(30522, 2, 32, 2, 64, seed=0)
+    assert not torch.equal(a["distilbert.transformer.layer.0.ffn.lin1.weight"],
+                           init.bert.encoder.layer[0].intermediate.dense.weight)
+    assert (tmp_path / "smoke" / "student" / "config.json").exists()

@@ -11,8 +11,12 @@ import pytest
 
 from distil_utils.tools.reproduce import find_notebooks, run_suite
 
+pytestmark = pytest.mark.slow
+
 # Binder's 2 GB also holds the Jupyter server (~150 MB) and the browser-side kernel of the
 # previous notebook if it was not shut down; one kernel must stay well under it.
+
+
 KERNEL_LIMIT_MB = 1600
 
 

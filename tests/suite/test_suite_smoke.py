@@ -4,13 +4,17 @@ the same seed gives the same numbers (timings aside)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from distil_utils.tools.reproduce import find_notebooks, run_suite
 
+pytestmark = pytest.mark.slow
+
+
 TIMING_KEYS = {"seconds", "created", "command", "tokens_per_second", "executed"}
+
+
 TIMING_PARTS = ("time", "latency", "throughput", "per_s", "speed", "_ms", "seconds", "ratio")
 
 
@@ -66,16 +70,3 @@ def test_same_seed_gives_identical_metrics_files(smoke_runs):
         ja, jb = json.loads((a / rel).read_text()), json.loads((b / rel).read_text())
         assert _strip(ja, str(a)) == _strip(jb, str(b)), \
             f"{rel} differs between two runs of the same seed"
-
-
-def test_notebooks_are_linted_with_ruff():
-    import importlib.util
-    import subprocess
-    import sys
-
-    if importlib.util.find_spec("ruff") is None:
-        pytest.skip("ruff is not installed (pip install -e .[dev])")
-    root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "distil_utils", "notebooks",
-                           "tests"], cwd=root, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:]

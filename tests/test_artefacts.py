@@ -1,0 +1,70 @@
+"""Artefacts: results files carry their provenance, and the stamps of models and fine-tuning
+runs depend only on what makes them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from distil_utils import artefacts
+from distil_utils.artefacts import write_result
+from distil_utils.config import get_config
+from distil_utils.results_io import read_result
+
+
+def test_results_files_carry_provenance(tmp_path):
+    cfg = get_config("smoke", results_dir=str(tmp_path))
+    path = write_result(cfg.out / "x.json", {"acc": 1.5}, cfg, model="m")
+    data = read_result(path)
+    prov = data["provenance"]
+    assert data["metrics"] == {"acc": 1.5}
+    assert prov["profile"] == "smoke" and prov["seed"] == 42 and prov["model"] == "m"
+    assert prov["versions"]["torch"] and prov["command"]
+    assert not list(path.parent.glob(".*.tmp")), "temporary file left behind"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask, "not the mode open() would give"
+    (cfg.out / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json"):
+        read_result(cfg.out / "bad.json")
+    with pytest.raises(FileNotFoundError, match="reproduce"):
+        read_result(cfg.out / "missing.json")
+
+
+def test_ablation_choices_change_no_model_or_fine_tuning_stamp():
+    """Which ablation rows are fine-tuned is not how any model is made: changing it must
+    leave the teacher, the students and every fine-tuning run current."""
+    from distil_utils.artefacts import student_stamp, teacher_stamp
+    from distil_utils.ft_runs import run_stamp
+
+    a = get_config("smoke")
+    b = get_config("smoke", ft_ablation_rows=("triple loss",), ft_ablation_full=False)
+    assert teacher_stamp(a) == teacher_stamp(b) and student_stamp(a) == student_stamp(b)
+    assert run_stamp("x", "sst2", a, 42) == run_stamp("x", "sst2", b, 42)
+    with pytest.raises(ValueError, match="ft_ablation_full"):
+        get_config("smoke", ft_task_overrides={"sst2": {"ft_ablation_full": False}})
+
+
+def test_the_committed_cpu_results_name_the_models_this_code_would_make():
+    """A change that moved a stamp would make `--skip-done` re-make the cpu models: every
+    teacher, student and Table 4 row digest recorded in `results/cpu/*.json` is the stamp this
+    code computes for the cpu profile (deploy.json names fine-tuned models, stamped elsewhere)."""
+    import glob
+    import json
+
+    from distil_utils import ablation
+    from distil_utils.config import ABLATIONS, ROOT, get_config
+
+    cfg = get_config("cpu")
+    known = {artefacts.teacher_stamp(cfg)["digest"], artefacts.student_stamp(cfg)["digest"],
+             *(ablation.row_stamp(cfg, row)["digest"] for row in ABLATIONS)}
+    recorded = {}
+    for path in sorted(glob.glob(str(ROOT / "results" / "cpu" / "*.json"))):
+        prov = json.loads(Path(path).read_text()).get("provenance") or {}
+        if Path(path).name != "deploy.json":
+            recorded.update({f"{Path(path).name}:{k}": v
+                             for k, v in (prov.get("artefacts") or {}).items()})
+    assert len(recorded) >= 10
+    assert {k: v for k, v in recorded.items() if v not in known} == {}
