@@ -189,7 +189,7 @@ def glue_run(model_path: str, task: str, cfg: Config, seed: int,
     cfg = task_config(cfg, task)
     stamp, rid, done = ft_runs.lookup(cfg, model_path, task, seed, output_dir)
     if done is not None:  # scored before under exactly these settings: not run again
-        return done
+        return {**done, "found": rid}
     train, evals = glue_splits(task, cfg)  # checks the task, surfaces missing splits
     tok = tokenizer_for(model_path, tokenizer)
     encode = _glue_encoder(tok, task, cfg.ft_max_seq_len)
@@ -251,6 +251,7 @@ def run_glue(model_path: str, cfg: Config, name: str, tokenizer: Any = None,
     if not runnable:  # before anything is written: a good earlier file stays as it is
         raise FileNotFoundError(
             f"none of the GLUE tasks {list(tasks)} can run: " + "; ".join(skipped.values()))
+    found: list[str] = []  # runs found again in ft_runs/ (said by notebook 04, not stored)
     runs: dict[str, list[dict[str, float]]] = {t: [] for t in runnable}
     devs: dict[str, list[dict[str, Any]]] = {t: [] for t in runnable}  # per seed, as runs
     with tqdm(total=len(runnable) * len(cfg.ft_seeds), desc=f"GLUE {name}") as bar:
@@ -260,6 +261,7 @@ def run_glue(model_path: str, cfg: Config, name: str, tokenizer: Any = None,
                 save = (cfg.out / "finetuned" / f"{name}_{task}"
                         if i == 0 and save_first_seed else None)
                 run = glue_run(model_path, task, cfg, seed, save, tokenizer)
+                found += [run["found"]] if "found" in run else []
                 runs[task].append(run["metrics"])
                 devs[task].append(run["dev"])
                 bar.update()
@@ -276,4 +278,4 @@ def run_glue(model_path: str, cfg: Config, name: str, tokenizer: Any = None,
               "skipped": skipped}
     GLUE_MODEL.write(result, cfg, fields={"name": name}, model=model_path, name=name,
                      tasks=list(tasks), seeds=list(cfg.ft_seeds))
-    return result
+    return {**result, "found": found}

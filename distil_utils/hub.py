@@ -49,6 +49,11 @@ def load_tokenizer(name: str):
     if len(tok) < 100:
         raise ValueError(f"tokenizer {name!r} has only {len(tok)} tokens: its vocabulary file "
                          "was not read. Load it with from_pretrained(DIRECTORY).")
+    # A padding/truncation default stored in tokenizer.json (MiniLM's: pad every input to 128)
+    # is saved again with each model whenever no call happened to reset it first, so two runs
+    # saved different tokenizer files; every call of the suite sets its own.
+    tok.backend_tokenizer.no_padding()
+    tok.backend_tokenizer.no_truncation()
     return tok
 
 

@@ -156,6 +156,16 @@ def assemble(task: str, texts: list, models: dict, loaded: dict, sizes: dict, pa
             "paper": paper_table3()}
 
 
+def reported_speedup(ratios: dict[str, Any]) -> tuple[float | None, tuple[float, float] | None]:
+    """The batch-1 speed-up every reader reports (notebook 06's reading, the targets, the
+    headline figure, the README), with its 95% interval: the median of the per-round paired
+    ratios where rounds were paired (drift between rounds cancels), else the ratio of medians
+    without an interval. One function, so the suite never prints two values for it."""
+    if ratios.get("speedup_paired_interval"):
+        return ratios.get("speedup_paired"), tuple(ratios["speedup_paired_interval"])
+    return ratios.get("speedup"), None
+
+
 def _n_layers(model: Any) -> int | None:
     cfg = getattr(model, "config", None)
     return getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layers", None)

@@ -38,6 +38,7 @@ from .results_files import (
     SUMMARY,
 )
 from .results_io import atomic_write, read_json
+from .speed import reported_speedup
 
 
 def collect(out_dir: str | Path) -> dict[str, dict[str, Any]]:
@@ -199,6 +200,21 @@ def glue_intervals(results: dict[str, Any], teacher: str = "teacher",
     return df
 
 
+def glue_figure_intervals(intervals: pd.DataFrame) -> dict[str, dict[str, tuple[float, float]]]:
+    """`glue_intervals`' table as the figures take it: {"teacher"/"student": {task: (low,
+    high)}, "retention": {task or "score": (low, high)}} (the macro row is "score")."""
+    out: dict[str, dict[str, tuple[float, float]]] = {"teacher": {}, "student": {},
+                                                      "retention": {}}
+    for row in intervals.to_dict("records") if len(intervals) else []:
+        key = "score" if str(row["task"]).startswith("macro") else row["task"]
+        for who, col in (("teacher", "teacher"), ("student", "student"),
+                         ("retention", "retention")):
+            low, high = row.get(f"{col} 95% low"), row.get(f"{col} 95% high")
+            if low is not None and high is not None and np.isfinite([low, high]).all():
+                out[who][key] = (float(low), float(high))
+    return out
+
+
 # Table 2's measures: (label, 05_downstream.json key, metric of each run's record)
 DOWNSTREAM_MEASURES = (("IMDb accuracy", "imdb", "accuracy"), ("SQuAD EM", "squad", "exact_match"),
                        ("SQuAD F1", "squad", "f1"))
@@ -298,9 +314,8 @@ def target_intervals(results: dict[str, Any]) -> dict[str, tuple[float, float]]:
         out["mlm_margin_over_ablations"] = _negated((best["delta_low"], best["delta_high"]))
     if NO_DISTILLATION in deltas:
         out["sst2_gain_over_undistilled"] = _negated(deltas[NO_DISTILLATION]["interval"])
-    speed = SPEED.get(results, "ratios", {})
-    if speed.get("speedup_paired_interval"):
-        out["speedup"] = tuple(speed["speedup_paired_interval"])
+    if (speed := reported_speedup(SPEED.get(results, "ratios", {}))[1]) is not None:
+        out["speedup"] = speed
     deploy = _deploy_rows(results)
     for key, (_, row) in INT8_VARIANTS.items():
         if deploy.get(row, {}).get("accuracy_drop_interval"):
@@ -339,9 +354,7 @@ def target_measurements(results: dict[str, Any]) -> dict[str, float | None]:
         "sst2_gain_over_undistilled": _margin({k: sst2_rows.get(k) for k in
                                                ("triple loss", NO_DISTILLATION)}),
         "mlm_margin_over_ablations": _margin(mlm),
-        # the paired ratio (drift between rounds cancels) where its interval was measured
-        "speedup": ratios.get("speedup_paired") if ratios.get("speedup_paired_interval")
-        else ratios.get("speedup"), **int8,
+        "speedup": reported_speedup(ratios)[0], **int8,
     }
 
 

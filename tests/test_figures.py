@@ -52,3 +52,63 @@ def test_every_figure_has_labelled_axes_and_bars_from_zero():
     legend = fig.axes[0].get_legend()
     assert legend is not None and legend.get_bbox_to_anchor().x0 > fig.axes[0].bbox.x1 - 1
     _labelled(fig)
+
+
+def _bars_with_error(ax):
+    from matplotlib.container import BarContainer
+
+    return [c for c in ax.containers if isinstance(c, BarContainer) and c.errorbar is not None
+            and any(len(seg) for seg in c.errorbar.lines[2][0].get_segments())]
+
+
+def test_numbers_with_intervals_are_drawn_with_their_error_bars():
+    models = {"teacher": {"sst2": 90.0, "cola": 30.0, "score": 60.0},
+              "student": {"sst2": 88.0, "cola": 15.0, "score": 51.5}}
+    bars = {"teacher": {"sst2": (88.0, 92.0), "cola": (24.0, 36.0)},
+            "student": {"sst2": (86.0, 90.0)}}
+    fig = figures.glue_figure(models, 1, intervals=bars)
+    assert len(_bars_with_error(fig.axes[0])) == 2 and "95% intervals" in fig.axes[0].get_title()
+    plt.close(fig)
+    assert _bars_with_error(figures.glue_figure(models, 1).axes[0]) == []  # none given: none drawn
+    fig = figures.retention_figure({"sst2": 97.8, "cola": 50.0, "score": 85.8},
+                                   {"sst2": 98.5}, intervals={"sst2": (95.0, 100.5)})
+    (bar,) = _bars_with_error(fig.axes[0])
+    segments = bar.errorbar.lines[2][0].get_segments()
+    drawn = [(seg[0][1], seg[1][1]) for seg in segments if len(seg) and np.isfinite(seg).all()]
+    assert drawn == [(95.0, 100.5)]  # the interval itself, not a symmetric guess
+    plt.close(fig)
+    fig = figures.headline_figure({"sst2": 97.0, "score": 89.0}, 2.07, {"sst2": 98.5}, 1.63,
+                                  intervals={"score": (87.5, 93.3)}, speedup_interval=(1.99, 2.08))
+    assert all(len(_bars_with_error(ax)) == 1 for ax in fig.axes)
+    plt.close(fig)
+    fig = figures.ablation_figure(["triple loss", "without L_ce"], {"Δ acc": [0.0, 1.48]},
+                                  intervals={"Δ acc": [None, (1.02, 1.93)]})
+    assert len(_bars_with_error(fig.axes[0])) == 1
+    assert fig.axes[0].get_xlim()[1] >= 1.93  # the interval fits on the axis
+    plt.close(fig)
+
+
+def test_every_figure_lays_itself_out_and_the_retention_legend_covers_no_label():
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    grid = [{"model": m, "batch_size": b, "seq_len": s, "latency_ms": float(b * s)}
+            for m in ("teacher", "student") for b in (1, 8) for s in (16, 64)]
+    made = [figures.params_figure(["embeddings", "layer 0"], [1000, 200]),
+            figures.cka_figure(np.eye(3)),
+            figures.init_figure(["layer-skipped (0, 2, 4)", "random init"], [5.0, 6.0],
+                                [10.0, 12.0]),
+            figures.ablation_figure(["triple loss"], {"Δ": [0.0]}),
+            figures.glue_figure({"teacher": {"sst2": 90.0}}, 1),
+            figures.retention_figure({"cola": 52.8, "sst2": 96.2, "score": 90.3}, {"sst2": 98.5}),
+            figures.headline_figure({"sst2": 97.0}, 2.0, {"sst2": 98.5}, 1.63),
+            figures.grid_figure(grid), figures.latency_grid_figure(grid)]
+    for fig in made:
+        assert isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine), fig.axes[0].get_title()
+    fig = made[5]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend = fig.axes[0].get_legend().get_window_extent(renderer)
+    for text in fig.axes[0].texts + fig.axes[0].get_xticklabels():
+        assert not legend.overlaps(text.get_window_extent(renderer)), text.get_text()
+    for f in made:
+        plt.close(f)

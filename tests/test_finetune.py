@@ -130,3 +130,18 @@ def test_a_data_folder_without_glue_keeps_the_good_results_file(tmp_path, tiny_b
     with pytest.raises(FileNotFoundError, match="none of the GLUE tasks"):
         run_glue(str(tiny_bert_dir), cfg, "student")
     assert good.read_text() == '{"metrics": {"score": 80.0}}'
+
+
+def test_a_second_run_glue_finds_every_run_and_says_so(models, tmp_path, data_dir):
+    """Reused work is named (notebook 04 prints the run ids), never reported as a 0-minute
+    fine-tuning; the results file is the same either way."""
+    cfg = smoke_config(tmp_path, data_dir=data_dir, glue_tasks=("rte",), ft_max_train=16,
+                       ft_max_eval=16)
+    first = run_glue(str(models / "student"), cfg, "student", save_first_seed=False)
+    written = json.loads((cfg.out / "glue_student.json").read_text())["metrics"]
+    again = run_glue(str(models / "student"), cfg, "student", save_first_seed=False)
+    assert first["found"] == [] and len(again["found"]) == len(cfg.ft_seeds)
+    assert all(rid.startswith(f"student_rte_seed{seed}_")
+               for rid, seed in zip(again["found"], cfg.ft_seeds, strict=True))
+    assert "found" not in written
+    assert again["per_task"] == first["per_task"]

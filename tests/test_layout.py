@@ -42,7 +42,7 @@ TIERS: dict[str, int] = {
                     PRESENTATION),
     # the papermill runner and the installer: never imported by the tiers above
     **dict.fromkeys(["tools.reproduce", "tools.notebook_files", "tools.freshness",
-                     "tools.setup_env", "tools.colab"], TOOLS),
+                     "tools.setup_env", "tools.colab", "tools.readme_numbers"], TOOLS),
 }
 
 

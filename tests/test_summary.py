@@ -210,3 +210,36 @@ def test_the_summary_refuses_results_of_a_student_made_again_since(tmp_path, tok
     save_model(make_tiny_bert(layers=2), tokenizer, student, make_stamp("student", {"v": 2}, {}))
     with pytest.raises(StaleArtefactError, match=r"04_glue.json: student .*Re-run"):
         collect(cfg.out)
+
+
+def test_the_interval_table_feeds_the_figures_with_the_macro_as_score():
+    import numpy as np
+    import pandas as pd
+
+    from distil_utils.summary import glue_figure_intervals
+
+    table = pd.DataFrame([
+        {"task": "sst2", "teacher": 90.0, "teacher 95% low": 88.0, "teacher 95% high": 92.0,
+         "student": 87.0, "student 95% low": 85.0, "student 95% high": 89.0,
+         "retention %": 96.7, "retention 95% low": 94.0, "retention 95% high": 98.0},
+        {"task": "macro (these tasks)", "teacher": 90.0, "student": 87.0,
+         "teacher 95% low": np.nan, "teacher 95% high": np.nan, "retention %": 96.7,
+         "retention 95% low": 93.0, "retention 95% high": 99.0}])
+    bars = glue_figure_intervals(table)
+    assert bars["teacher"] == {"sst2": (88.0, 92.0)}  # the macro has no score interval
+    assert bars["retention"] == {"sst2": (94.0, 98.0), "score": (93.0, 99.0)}
+    assert glue_figure_intervals(pd.DataFrame()) == {"teacher": {}, "student": {},
+                                                     "retention": {}}
+
+
+def test_the_speed_up_is_one_number_wherever_it_is_reported():
+    from distil_utils.speed import reported_speedup
+    from distil_utils.summary import target_intervals, target_measurements
+
+    ratios = {"speedup": 2.085, "speedup_paired": 2.075,
+              "speedup_paired_interval": [1.99, 2.085]}
+    results = {"06_speed": {"ratios": ratios}}
+    assert reported_speedup(ratios) == (2.075, (1.99, 2.085))
+    assert target_measurements(results)["speedup"] == 2.075
+    assert target_intervals(results)["speedup"] == (1.99, 2.085)
+    assert reported_speedup({"speedup": 1.9}) == (1.9, None)  # unpaired: no interval
