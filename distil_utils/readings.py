@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .config import NO_DISTILLATION
 from .figures import TASK_NAMES
 from .paper import TABLE1_GLUE, TABLE2_DOWNSTREAM, TABLE3_SPEED, TABLE4_ABLATION
 from .results_files import DEPLOY_STUDENT
@@ -113,9 +114,9 @@ def init_reading(inits: Mapping[str, float], paper_name: str = "every other laye
         "student keeps of the teacher's depth matters once it is trained (Table 4 measures "
         "init only against random). An untrained student's score depends on how well its "
         "last layer's output suits the copied MLM head, which a contiguous block of layers "
-        "may match better than a strided one. "
-        "Notebook 03's ablation 'no distillation' and the distilled rows say which start ends "
-        "ahead.")
+        "may match better than a strided one. Only the paper's start and a random one are "
+        "distilled in notebook 03 (its 'triple loss, random init' row); whether a contiguous "
+        "start would end ahead after distillation is not measured here.")
     return reading(
         "Initialising from one layer out of two matters: random initialisation costs 3.69 "
         "GLUE points after distillation (Table 4).",
@@ -148,16 +149,42 @@ def distill_reading(teacher: float, before: float, after: float, steps: int) -> 
         None if gain > 0 else f"{steps} steps is a tiny fraction of the paper's budget.")
 
 
-def ablation_reading(deltas: Mapping[str, float | None], measure: str) -> str:
-    """`deltas`: row -> our change of `measure` against the triple loss (points)."""
+def _interval_words(interval: Sequence[float] | None) -> str:
+    if not interval or None in interval:
+        return ""
+    low, high = interval
+    return (f" [{low:+.2f}, {high:+.2f}], "
+            + ("within noise" if low <= 0 <= high else "resolvable"))
+
+
+def ablation_reading(deltas: Mapping[str, float | None], measure: str,
+                     intervals: Mapping[str, Sequence[float] | None] | None = None) -> str:
+    """`deltas`: row -> our change of `measure` against the triple loss (points), with its
+    paired 95% interval where `intervals` has one; rows the paper has no figure for (the
+    undistilled student) are named too, with what they show."""
     paper = {k.replace(" (paper)", ""): v for k, v in TABLE4_ABLATION.items()}
     rows = [r for r in deltas if r in paper and r != "triple loss" and deltas[r] is not None]
     same = [r for r in rows if (deltas[r] < 0) == (paper[r] < 0)]
-    ours = "; ".join(f"{r} {deltas[r]:+.2f}" for r in rows)
+    ours = "; ".join(f"{r} {deltas[r]:+.2f}" + _interval_words((intervals or {}).get(r))
+                     for r in rows)
+    extra = [r for r in deltas if r not in paper and deltas[r] is not None]
+
+    def undistilled(delta: float, ci: Sequence[float] | None) -> str:
+        if not ci or None in ci:
+            return ""
+        if ci[0] <= 0 <= ci[1]:
+            return " (the distilled student is not resolvably ahead of the undistilled one)"
+        return (" (distillation helps, resolvably)" if delta < 0
+                else " (the undistilled student is resolvably ahead)")
+
+    beyond = "; ".join(
+        f"{r} {deltas[r]:+.2f}" + _interval_words((intervals or {}).get(r))
+        + (undistilled(deltas[r], (intervals or {}).get(r)) if r == NO_DISTILLATION else "")
+        for r in extra)
     return reading(
         "Every term helps (Δ GLUE macro vs the triple loss): " + "; ".join(
             f"{r} {v:+.2f}" for r, v in paper.items() if r != "triple loss") + ".",
-        f"Δ {measure}: {ours}.",
+        f"Δ {measure}: {ours}." + (f" Beyond the paper's rows: {beyond}." if beyond else ""),
         f"{len(same)} of {len(rows)} rows move in the paper's direction"
         + (f" ({', '.join(same)})." if same else "."),
         None if len(same) == len(rows) else
@@ -283,9 +310,29 @@ def _ci(target: Mapping[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- tables
+# What a reader sees instead of the results files' keys, wherever `tidy` shows a table.
+COLUMN_NAMES = {
+    "mlm_loss": "held-out MLM loss (nats)", "mlm_acc": "masked-token accuracy (%)",
+    "mlm_acc_low": "accuracy 95% low", "mlm_acc_high": "accuracy 95% high",
+    "n_masked": "masked tokens", "n_sequences": "held-out sequences",
+    "delta": "Δ accuracy (points)", "delta_low": "Δ 95% low", "delta_high": "Δ 95% high",
+    "batch_size": "batch size", "seq_len": "sequence length (tokens)",
+    "latency_ms": "latency (ms)",
+}
+
+
+def human_name(column: Any) -> Any:
+    """`COLUMN_NAMES`' name for a key, also before " vs ..." ("delta_low vs teacher")."""
+    head, sep, tail = str(column).partition(" vs ")
+    if head in COLUMN_NAMES:
+        return COLUMN_NAMES[head] + (f" vs {tail}" if sep else "")
+    return column
+
+
 def tidy(df: Any, decimals: int = 2, columns: Mapping[str, str] | None = None) -> Any:
     """`df` rounded, with numeric object columns (numbers mixed with None) made numeric
-    first so that they round too, and columns renamed (e.g. to carry their units)."""
+    first so that they round too, and columns renamed: `columns` first (e.g. to carry their
+    units), else the human names of `COLUMN_NAMES`; index names too."""
     import pandas as pd
 
     df = df.copy()
@@ -294,7 +341,9 @@ def tidy(df: Any, decimals: int = 2, columns: Mapping[str, str] | None = None) -
             num = pd.to_numeric(df[c], errors="coerce")
             if num.notna().sum() == df[c].notna().sum() and num.notna().any():
                 df[c] = num
-    return df.round(decimals).rename(columns=dict(columns or {}))
+    names = {c: human_name(c) for c in df.columns} | dict(columns or {})
+    df.index.names = [human_name(n) if n is not None else None for n in df.index.names]
+    return df.round(decimals).rename(columns=names)
 
 
 def glue_frame(table: Any, tasks: Sequence[str]) -> Any:

@@ -25,6 +25,7 @@ from .intervals import macro_retention_interval, mean_interval, metric_interval,
 from .metrics import glue_metrics, task_score
 from .paper import GLUE_COLUMNS, TABLE1_GLUE, TABLE2_DOWNSTREAM, TABLE3_SPEED, TABLE4_ABLATION
 from .results_files import (
+    BENCH,
     DEPLOY,
     DEPLOY_ONNX_INT8,
     DEPLOY_STUDENT,
@@ -110,7 +111,20 @@ def speed_table(results: dict[str, Any]) -> pd.DataFrame:
     mine = with_retention(ours, cols)
     mine.loc[mine.model.str.startswith("retention"), "model"] = "student / teacher %"
     paper = _paper_rows(TABLE3_SPEED, ["params_m", "seconds"])
-    return pd.concat([mine, paper], ignore_index=True)
+    return pd.concat([mine, shapes_rows(results), paper], ignore_index=True)
+
+
+def shapes_rows(results: dict[str, Any]) -> pd.DataFrame:
+    """Table 3's own comparison timed here: BERT-base and DistilBERT-base *shapes* (random
+    weights: speed does not depend on their values) over the paper's STS-B dev set at batch
+    1, as `speed.paper_shapes` measured it (empty where it was switched off)."""
+    shapes = BENCH.get(results, "paper_shapes") or {}
+    if not shapes.get("seconds"):
+        return pd.DataFrame()
+    where = f"{shapes['examples']} STS-B pairs, random weights (ours)"
+    return pd.DataFrame([{"model": f"{name}, {where}", "params_m": shapes["params_m"][name],
+                          "seconds": seconds}
+                         for name, seconds in shapes["seconds"].items()])
 
 
 def _verdict(resolvable: bool | None) -> str:

@@ -68,3 +68,31 @@ def test_tidy_rounds_numbers_mixed_with_none_and_glue_frame_compares_like_with_l
     assert bert["macro, 9 tasks (paper, %)"] == 79.5
     assert np.isnan(frame.loc["teacher", "macro, 9 tasks (paper, %)"])
     assert "SST-2 (%)" in frame.columns
+
+
+def test_tables_show_human_column_names_not_the_files_keys():
+    df = pd.DataFrame([{"model": "student", "mlm_acc": 22.8, "mlm_acc_low": 21.6,
+                        "mlm_acc_high": 24.0, "n_sequences": 320,
+                        "delta_low vs teacher": 0.71}]).set_index("model")
+    out = readings.tidy(df, 1, {"mlm_acc": "accuracy (%)"})
+    assert list(out.columns) == ["accuracy (%)", "accuracy 95% low", "accuracy 95% high",
+                                 "held-out sequences", "Δ 95% low vs teacher"]
+    grid = pd.DataFrame([{"batch_size": 1, "seq_len": 8, "x": 1.0}]).set_index(
+        ["batch_size", "seq_len"])
+    assert list(readings.tidy(grid).index.names) == ["batch size", "sequence length (tokens)"]
+    assert not any("_" in str(c) for c in out.columns)
+
+
+def test_the_ablation_reading_names_the_undistilled_row_with_its_interval():
+    from distil_utils.config import NO_DISTILLATION
+
+    deltas = {"triple loss": 0.0, "without L_ce": 0.11, NO_DISTILLATION: 0.23}
+    intervals = {"without L_ce": (-0.57, 0.80), NO_DISTILLATION: (-0.57, 1.03)}
+    text = readings.ablation_reading(deltas, "SST-2 dev accuracy", intervals)
+    assert "without L_ce +0.11 [-0.57, +0.80], within noise" in text
+    assert f"{NO_DISTILLATION} +0.23 [-0.57, +1.03], within noise" in text
+    assert "not resolvably ahead of the undistilled one" in text
+    resolvable = readings.ablation_reading({NO_DISTILLATION: -12.98}, "accuracy",
+                                           {NO_DISTILLATION: (-14.24, -11.78)})
+    assert "distillation helps, resolvably" in resolvable
+    assert "Beyond" not in readings.ablation_reading({"without L_ce": 1.0}, "x")

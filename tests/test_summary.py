@@ -243,3 +243,20 @@ def test_the_speed_up_is_one_number_wherever_it_is_reported():
     assert target_measurements(results)["speedup"] == 2.075
     assert target_intervals(results)["speedup"] == (1.99, 2.085)
     assert reported_speedup({"speedup": 1.9}) == (1.9, None)  # unpaired: no interval
+
+
+def test_table_3_shows_the_paper_shapes_timed_here_beside_ours_and_the_papers():
+    from distil_utils.summary import speed_table
+
+    models = {"teacher": {"params_m": 22.7, "seconds": 2.2}, "student": {"params_m": 17.4,
+                                                                        "seconds": 1.1}}
+    shapes = {"examples": 1500, "seconds": {"BERT-base shape": 77.2,
+                                            "DistilBERT-base shape": 37.3},
+              "params_m": {"BERT-base shape": 109.5, "DistilBERT-base shape": 67.0}}
+    table = speed_table({"06_speed": {"models": models}, "speed": {"paper_shapes": shapes}})
+    row = table[table.model.str.startswith("BERT-base shape")].iloc[0]
+    assert row["seconds"] == 77.2 and row["params_m"] == 109.5
+    assert "1500 STS-B pairs, random weights (ours)" in row["model"]
+    assert "BERT-base (paper)" in set(table.model)
+    without = speed_table({"06_speed": {"models": models}})  # switched off: no such rows
+    assert not without.model.str.contains("shape").any()
