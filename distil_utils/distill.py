@@ -51,7 +51,7 @@ from .training import (
     run_fingerprint,
     train_loop,
 )
-from .validation import parse_value
+from .validation import declared_spelling, parse_value
 
 
 # ------------------------------------------------------------------------ the losses
@@ -308,7 +308,8 @@ def config_from_cli(profile: str, pairs: list[list[str]] | None, **fixed: Any) -
 def parse_overrides(pairs: list[list[str]] | None) -> dict[str, Any]:
     """`-p key value` pairs, each value read by `validation.parse_value`; a name in any case
     (`-p SEED 7`, as the notebooks spell their parameters, is `-p seed 7`)."""
-    return {key.lower(): parse_value(value) for key, value in pairs or []}
+    fields = [f.name for f in dataclasses.fields(Config)]
+    return {declared_spelling(key, fields): parse_value(value) for key, value in pairs or []}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from .config import PROFILES, Config, get_config
 from .figures import save
 from .results_io import lock_results, versions, write_json
+from .validation import declared_spelling
 
 
 class ResultsDirError(RuntimeError):
@@ -48,16 +49,15 @@ def read_parameters(namespace: dict[str, Any]) -> str:
     at = [i for i, c in enumerate(history) if c.startswith(INJECTED_HEADER)]
     if at and at[-1] > 0:
         declared, injected = _names(history[at[-1] - 1]), _names(history[at[-1]])
-        by_upper = {n.upper(): n for n in declared}
         for name in injected:
-            if name in declared:
-                continue
-            if name.upper() not in by_upper:
+            spelled = declared_spelling(name, declared)
+            if spelled not in declared:
                 raise ParameterError(
                     f"parameter {name!r} is not declared by this notebook (its parameters: "
                     f"{sorted(declared)}, in any case, e.g. -p seed 7); check the spelling")
-            namespace[by_upper[name.upper()]] = namespace[name]
-            print(f"parameter {name} = {namespace[name]!r} read as {by_upper[name.upper()]}")
+            if spelled != name:
+                namespace[spelled] = namespace[name]
+                print(f"parameter {name} = {namespace[name]!r} read as {spelled}")
     if namespace.get("PROFILE") is None:
         env = os.environ.get(PROFILE_ENV)
         if env and env not in PROFILES:

@@ -57,6 +57,16 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def declared_spelling(name: str, declared: Any) -> str:
+    """`name` as `declared` spells it, matched without case: a notebook's `SEED` for `-p seed`,
+    a setting's `max_steps` for `-p MAX_STEPS`; `name` itself when nothing matches (the caller
+    refuses it, naming what is declared). The runner, the distillation command line and a
+    notebook started by papermill's own CLI all take a name this way."""
+    if name in declared:
+        return name
+    return {d.upper(): d for d in declared}.get(name.upper(), name)
+
+
 def _kind(annotation: str) -> tuple[str, bool]:
     """('int' | 'float' | 'bool' | 'str' | 'tuple[int]' | 'tuple[str]' | 'dict' | '', optional)."""
     parts = [p.strip() for p in annotation.split("|")]

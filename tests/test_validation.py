@@ -43,3 +43,12 @@ def test_corpus_files_that_cannot_be_read_are_named(tmp_path):
         get_config("smoke", corpus=(str(tmp_path / "empty.txt"),))
     with pytest.raises(SettingError, match="latin1.txt is not UTF-8 .*byte 3"):
         get_config("smoke", corpus=(str(tmp_path / "latin1.txt"),))
+
+
+def test_a_parameter_name_is_taken_in_any_case_as_it_is_declared():
+    from distil_utils.validation import declared_spelling
+
+    assert declared_spelling("seed", ["SEED", "MAX_STEPS"]) == "SEED"
+    assert declared_spelling("MAX_STEPS", ["seed", "max_steps"]) == "max_steps"
+    assert declared_spelling("SEED", ["SEED"]) == "SEED"
+    assert declared_spelling("max_stpes", ["MAX_STEPS"]) == "max_stpes"  # left for the refusal

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..config import ROOT
 from ..results_io import atomic_write
+from ..validation import declared_spelling
 from .colab import colab_cell_source
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -130,10 +131,9 @@ def spelled_as_declared(notebooks: list[Path], params: dict[str, Any]) -> dict[s
     upper-case parameters; one spelling works everywhere, so case does not matter here.
     """
     declared = {n for p in find_notebooks(notebooks[0].parent) for n in declared_parameters(p)}
-    by_upper = {n.upper(): n for n in declared}
     out: dict[str, Any] = {}
     for key, value in params.items():
-        name = key if key in declared else by_upper.get(key.upper(), key)
+        name = declared_spelling(key, declared)
         if name in out:
             raise SuiteError(f"-p {key} sets {name} a second time; give it once")
         out[name] = value
@@ -244,7 +244,6 @@ def sync_colab_cell(path: str | Path) -> bool:
 
 def _write_notebook(path: Path, nb: Any) -> None:
     import nbformat
-
 
     atomic_write(path, lambda tmp: nbformat.write(nb, str(tmp)))
 

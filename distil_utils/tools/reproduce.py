@@ -44,7 +44,7 @@ from ..results_io import (
     lock_results,
     unlock_results,
 )
-from ..validation import SettingError, parse_value
+from ..validation import declared_spelling, parse_value
 from .freshness import (  # noqa: F401  (the runner's public names, as tests and docs use them)
     LOG_NAME,
     UNTRACKED,
@@ -176,10 +176,11 @@ def check_values(profile: str, params: dict[str, Any]) -> None:
     """Refuse, before any notebook runs, a parameter value its setting refuses (`-p SEED abc`):
     the notebook would stop at its first cell, and the resume hint would repeat the bad value."""
     fields = {f.name for f in dataclasses.fields(Config)}
-    overrides = {k.lower(): v for k, v in params.items() if k.lower() in fields}
+    overrides = {name: v for k, v in params.items()
+                 if (name := declared_spelling(k, fields)) in fields}
     try:
         get_config(profile, **overrides)
-    except (SettingError, ValueError, TypeError) as err:
+    except (ValueError, TypeError) as err:  # SettingError is a ValueError
         raise SuiteError(f"a -p value is refused before anything runs: {err}") from None
 
 
@@ -201,11 +202,12 @@ def _run_or_skip(path: Path, out: Path, injected: dict[str, Any], options: dict[
     digest = _sha256(path)
     settings = profile_digest(out.name)
     previous = _read_log(log["path"])["runs"].get(path.name)  # another runner may have run it
-    reason = stale_reason(previous, executed, injected, digest, settings, out) \
-        if skip_done else None
-    if skip_done and reason is None:
-        return {**previous, "status": "skipped"}
-    say(f"running again: {reason}" if skip_done else "running")
+    reason = None
+    if skip_done:
+        reason = stale_reason(previous, executed, injected, digest, settings, out)
+        if reason is None:
+            return {**previous, "status": "skipped"}
+    say(f"running again: {reason}" if reason else "running")
     record = {"notebook": path.name, "status": "running", "seconds": None,
               "parameters": _jsonable(injected), "executed": str(executed),
               "source_sha256": digest, "profile_sha256": settings,
