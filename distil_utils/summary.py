@@ -61,13 +61,14 @@ def collect(out_dir: str | Path) -> dict[str, dict[str, Any]]:
 
 def with_retention(ours: dict[str, dict[str, float]], columns: list[str],
                    teacher: str = "teacher", student: str = "student") -> pd.DataFrame:
-    """Our rows plus "retention %" = student / teacher × 100 per column."""
+    """Our rows plus "retention %" = student / teacher × 100 per column, unrounded so that it
+    equals the interval tables' point estimate at every displayed precision."""
     rows = [{"model": name, **{c: vals.get(c) for c in columns}} for name, vals in ours.items()]
     if teacher in ours and student in ours:
         ret = {}
         for c in columns:
             t, s = ours[teacher].get(c), ours[student].get(c)
-            ret[c] = round(100.0 * s / t, 1) if t not in (None, 0) and s is not None else None
+            ret[c] = 100.0 * s / t if t not in (None, 0) and s is not None else None
         rows.append({"model": f"retention % ({student} / {teacher})", **ret})
     return pd.DataFrame(rows)
 

@@ -96,3 +96,11 @@ def test_the_ablation_reading_names_the_undistilled_row_with_its_interval():
                                            {NO_DISTILLATION: (-14.24, -11.78)})
     assert "distillation helps, resolvably" in resolvable
     assert "Beyond" not in readings.ablation_reading({"without L_ce": 1.0}, "x")
+
+
+def test_tiny_profiles_are_labelled_plumbing_and_real_teachers_are_not():
+    assert "Plumbing, not a result" in readings.tiny_note("tiny")
+    assert readings.tiny_note("sentence-transformers/all-MiniLM-L6-v2") == ""
+    targets = [{"target": "t", "result": "met"}]
+    assert "Plumbing" in readings.closing_reading(targets, "tiny")
+    assert "Plumbing" not in readings.closing_reading(targets, "bert-base-uncased")

@@ -17,6 +17,9 @@ def test_retention_is_student_over_teacher():
                          "student": {"sst2": 81.0, "cola": None}}, ["sst2", "cola"])
     ret = df[df.model.str.startswith("retention")].iloc[0]
     assert ret.sst2 == pytest.approx(90.0) and pd.isna(ret.cola)
+    # not rounded: 68.8 / 79.4 is 86.65 %, which a one-decimal rounding would show as 86.60
+    odd = with_retention({"teacher": {"imdb": 79.4}, "student": {"imdb": 68.8}}, ["imdb"])
+    assert odd.imdb.iloc[-1] == pytest.approx(100 * 68.8 / 79.4, abs=1e-9)
 
 
 def test_summary_reads_results_files_and_adds_the_papers_rows(tmp_path):

@@ -40,6 +40,9 @@ def test_every_notebook_runs_and_writes_its_results(smoke_runs):
     assert (out / "figures" / "01_layer_cka.png").exists()
     assert (out / "figures" / "03_losses.svg").exists()
     assert (out / "student" / "config.json").exists()
+    # the tiny profile's summary says its numbers are plumbing before it shows any
+    summary = (out / "notebooks" / "07_summary.ipynb").read_text()
+    assert summary.index("Plumbing, not a result") < summary.index("07_headline")
     prov = json.loads((out / "03_distill.json").read_text())["provenance"]
     assert prov["profile"] == "smoke" and prov["versions"]["transformers"]
 
