@@ -19,6 +19,7 @@ from .finetune import glue_run
 from .heldout import mlm_counts, paired_difference, summarise_mlm
 from .intervals import difference_interval
 from .metrics import accuracy
+from .modelcard import add_results, card_facts, mlm_results
 from .student import student_from_teacher
 
 
@@ -51,14 +52,16 @@ def run_ablations(cfg: Config, teacher: Any, tokenizer: Any, train_seqs: Any, he
         name = student_name if row == "triple loss" else slug(row)
         if changes.get("max_steps") == 0:
             student = student_from_teacher(teacher, cfg.student_layers)
-            save_model(student, tokenizer, cfg.out / name, row_stamp(cfg, row))
+            save_model(student, tokenizer, cfg.out / name, row_stamp(cfg, row),
+                       card=card_facts(cfg))
         else:
             student, _ = run_distillation(dataclasses.replace(cfg, **changes), teacher,
                                           tokenizer, train_seqs, name=name, init=init)
         counts[row] = mlm_counts(student, held_seqs, tokenizer, n_batches=cfg.eval_batches,
                                  seed=cfg.seed)
-        out.append({"row": row, "name": name, **changes, "init": init,
-                    **summarise_mlm(counts[row], cfg.seed)})
+        held = summarise_mlm(counts[row], cfg.seed)
+        add_results(cfg.out / name, mlm_results(cfg, held))  # each row's card tells its measure
+        out.append({"row": row, "name": name, **changes, "init": init, **held})
     if base := counts.get("triple loss"):
         for rec in out:
             rec |= paired_difference(counts[rec["row"]], base, cfg.seed)

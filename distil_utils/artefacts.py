@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-from .config import ADAPT, DISTILL, NONE, RUN, shaped_by
+from .config import ADAPT, DISTILL, NONE, ROOT, RUN, shaped_by
 from .modelcard import write_model_card
 from .results_io import default_file_mode, note_read, read_json, versions, write_json
 
@@ -35,6 +35,37 @@ NOT_RUN_SETTINGS = shaped_by(NONE)
 ADAPT_SETTINGS = shaped_by(ADAPT)
 DISTILL_SETTINGS = shaped_by(DISTILL)
 RUN_SETTINGS = shaped_by(RUN)
+
+def portable(obj: Any, base: str | Path | None = None) -> Any:
+    """`obj` with every absolute path written relative to `base` (a profile's results folder)
+    when inside its parent (`student`, `..` for the results root), else to the repository
+    (`../shared/data` for a sibling): results files and saved settings then read the same on
+    every machine and after a move. `resolve` undoes it."""
+    if isinstance(obj, dict):
+        return {k: portable(v, base) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [portable(v, base) for v in obj]
+    if isinstance(obj, Path):
+        obj = str(obj)
+    if not isinstance(obj, str) or "\n" in obj or not os.path.isabs(obj):
+        return obj
+    path = Path(obj)
+    if base is not None and path.is_relative_to(Path(base).parent):  # its results root too
+        return Path(os.path.relpath(path, base)).as_posix()
+    if path.is_relative_to(ROOT):
+        return path.relative_to(ROOT).as_posix() or "."
+    return Path(os.path.relpath(path, ROOT)).as_posix()
+
+
+def resolve(path: str | Path, base: str | Path | None = None) -> Path:
+    """The folder a `portable` path names: under `base` when it is there, else the repo's."""
+    path = Path(path)
+    if path.is_absolute():
+        return path
+    if base is not None and (Path(base) / path).exists():
+        return Path(base) / path
+    return ROOT / path
+
 
 def provenance(config: Any = None, **extra: Any) -> dict[str, Any]:
     """What produced a result: profile, seed, versions, command and time.
@@ -65,8 +96,11 @@ def provenance(config: Any = None, **extra: Any) -> dict[str, Any]:
 
 def write_result(path: str | Path, metrics: dict[str, Any], config: Any = None,
                  **extra: Any) -> Path:
-    """Write `{"provenance": ..., "metrics": ...}` atomically under a results directory."""
-    return write_json(path, {"provenance": provenance(config, **extra), "metrics": metrics})
+    """Write `{"provenance": ..., "metrics": ...}` atomically under a results directory, its
+    paths `portable` (relative to the profile's results folder)."""
+    base = getattr(config, "out", None)
+    return write_json(path, portable({"provenance": provenance(config, **extra),
+                                      "metrics": metrics}, base))
 
 
 class StaleArtefactError(RuntimeError):
@@ -212,30 +246,46 @@ def require_current(folder: str | Path, expected: dict[str, Any], fix: str) -> N
         raise StaleArtefactError(f"{reason}. {fix}")
 
 
-def stale_models(provenance: dict[str, Any]) -> list[str]:
+def stale_models(provenance: dict[str, Any], base: str | Path | None = None) -> list[str]:
     """The models a results file describes that have since been made again differently.
 
-    `io.provenance` records, for each model named by path, the digest of its stamp. A model
-    folder that still exists with another stamp means the numbers are of a model that is gone.
-    A folder that no longer exists (a results file copied to another machine) is not judged.
+    `provenance` records, for each model named by path (relative to the results folder
+    `base`), the digest of its stamp. A model folder that still exists with another stamp means
+    the numbers are of a model that is gone. A folder that does not exist is not judged.
     """
     out = []
     for key, recorded in (provenance.get("artefacts") or {}).items():
         path = provenance.get(key)
-        if isinstance(path, str) and (Path(path) / STAMP).is_file() \
-                and artefact_digest(path) != recorded:
+        if not isinstance(path, str):
+            continue
+        folder = resolve(path, base)
+        if (folder / STAMP).is_file() and artefact_digest(folder) != recorded:
             out.append(f"{key} ({path})")
     return out
 
 
+# Load-time flags transformers 5 keeps in a tokenizer's saved config: they describe how this
+# machine loaded it, not the tokenizer, and would pin `local_files_only` on a Hub user.
+TOKENIZER_LOAD_FLAGS = ("is_local", "local_files_only", "_commit_hash", "cache_dir", "token")
+
+
+def _drop_load_flags(folder: Path) -> None:
+    path = folder / "tokenizer_config.json"
+    if path.is_file():
+        conf = read_json(path)
+        write_json(path, {k: v for k, v in conf.items() if k not in TOKENIZER_LOAD_FLAGS})
+
+
 def save_model(model: torch.nn.Module, tokenizer: Any, path: str | Path,
-               stamp: dict[str, Any] | None = None, **stamp_extra: Any) -> Path:
+               stamp: dict[str, Any] | None = None, card: dict[str, Any] | None = None,
+               **stamp_extra: Any) -> Path:
     """`save_pretrained` model and tokenizer into `path`, so `from_pretrained`, `pipeline`
     and the Hub can load it; written to a sibling directory first, then renamed.
 
     `stamp` (`artefacts.make_stamp`, plus `stamp_extra` such as a report) is written inside,
-    so the settings a model was made from arrive with it in the same rename. The config
-    records the tokenizer's vocabulary digest, which `teacher.check_vocab` compares.
+    so the settings a model was made from arrive with it in the same rename, and so is the
+    model card built from `card` (`modelcard.card_facts`: the run's settings and results).
+    The config records the tokenizer's vocabulary digest, which `teacher.check_vocab` compares.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -248,8 +298,8 @@ def save_model(model: torch.nn.Module, tokenizer: Any, path: str | Path,
         write_stamp(tmp, stamp, **stamp_extra)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
-    # README.md: base model, data, metrics
-    write_model_card(tmp, model.config)
+        _drop_load_flags(tmp)
+    write_model_card(tmp, model.config, card or {})
     # safetensors writes its file owner-only (0600); a shared results folder needs it readable.
     mode = default_file_mode()
     for file in tmp.iterdir():

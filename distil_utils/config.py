@@ -9,6 +9,7 @@ the same functions with one of these configs: nothing forks into demo code.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,10 @@ class Config:
     mlm_count_special: bool = setting(RUN, True)
     checkpoint_every: int = setting(NONE, 100)
     log_every: int = setting(NONE, 10)
+    # Run tracking every log_every steps, under results/<profile>/runs/: "none", a tracker of
+    # TRACKERS, or several ("tensorboard,trackio" or a tuple). Distillation logs through
+    # accelerate's trackers, fine-tuning through Trainer's report_to.
+    report_to: tuple[str, ...] | str = setting(NONE, "none")  # tuple first: -p parses a list
     eval_batches: int = setting(NONE, 20)
     # --- distillation speed: none changes what a step computes (python -m
     # benchmarks.bench_distill measures each one on and off) ---------------------------
@@ -214,6 +219,35 @@ ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
     "triple loss, random init": ({}, "random"),
     NO_DISTILLATION: ({"max_steps": 0}, "skip"),
 }
+
+
+# The trackers `report_to` may name (both write locally, offline), and the package each needs.
+TRACKERS = {"tensorboard": "tensorboard", "trackio": "trackio"}
+
+
+def trackers(cfg: Config) -> tuple[str, ...]:
+    """`cfg.report_to` as tracker names: a comma-separated string or a tuple; "none" is none."""
+    items = [cfg.report_to] if isinstance(cfg.report_to, str) else list(cfg.report_to)
+    names = [n.strip().lower() for item in items for n in str(item).split(",")]
+    return tuple(dict.fromkeys(n for n in names if n and n != "none"))
+
+
+def runs_dir(cfg: Config) -> Path:
+    """Where tracked runs log: `results/<profile>/runs/<run>` (`tensorboard --logdir` it)."""
+    return cfg.out / "runs"
+
+
+def check_trackers(cfg: Config) -> None:
+    """Unknown tracker names, and trackers whose package is missing, before any work."""
+    unknown = [n for n in trackers(cfg) if n not in TRACKERS]
+    if unknown:
+        raise SettingError(f"setting report_to names {unknown}, which it does not know: use "
+                           f"'none' or any of {list(TRACKERS)}, comma-separated, e.g. "
+                           "-p report_to tensorboard")
+    missing = [TRACKERS[n] for n in trackers(cfg) if importlib.util.find_spec(TRACKERS[n]) is None]
+    if missing:
+        raise SettingError(f"setting report_to {cfg.report_to!r} needs {missing}, not installed: "
+                           f"pip install {' '.join(missing)} (or -p report_to none)")
 
 
 def default_data_dir() -> str | None:
@@ -373,4 +407,5 @@ def validate(cfg: Config) -> None:
             raise SettingError(f"ft_ablation_rows {cfg.ft_ablation_rows}: every name must "
                                f"be one of {list(ABLATIONS)}, 'triple loss' (the reference of "
                                "every difference) among them; None fine-tunes every row")
+    check_trackers(cfg)
     check_recipe(cfg)  # steps, global batch, devices

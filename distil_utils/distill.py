@@ -38,6 +38,7 @@ from .fused_head import can_fuse, fused_triple_loss
 from .heldout import evaluate_mlm
 from .losses import triple_loss
 from .masking import encoder_mask, masked_batch, masking_weights
+from .modelcard import add_results, card_facts, mlm_results
 from .recipe import plan, resolve
 from .results_io import ResultsLockedError, lock_results, read_result
 from .student import random_student, student_from_teacher
@@ -216,7 +217,7 @@ def run_distillation(cfg: Config, teacher: torch.nn.Module, tokenizer: Any, trai
                          fp16_scaling=cfg.distill_autocast == "fp16")
     finished = bool(history) and history[-1]["step"] >= cfg.max_steps
     if rank == 0 and finished:
-        save_model(student, tokenizer, out_dir, stamp)
+        save_model(student, tokenizer, out_dir, stamp, card=card_facts(cfg))
         write_result(history_path, {"history": history}, cfg, name=name, init=init,
                      layers=fp["layers"], model=str(out_dir))
     return student, history
@@ -259,7 +260,8 @@ def prepare_teacher(cfg: Config, tokenizer: Any, train_seqs: Any = None,
             train_seqs, held_seqs = prepare_corpus(cfg, tokenizer)
         report = adapt_teacher(teacher, cfg, tokenizer, train_seqs, held_seqs)
     if rank == 0:
-        save_model(teacher, tokenizer, cached, stamp, report=report)
+        save_model(teacher, tokenizer, cached, stamp, report=report, card=card_facts(
+            cfg, results=mlm_results(cfg, report["after"]) if report else []))
         if report:
             write_result(report_path, report, cfg, teacher=cfg.teacher, model=str(cached))
     if torch.distributed.is_initialized():
@@ -363,6 +365,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"held-out masked-token accuracy {mlm['mlm_acc']:.2f}% "
               f"[{mlm['mlm_acc_low']:.2f}, {mlm['mlm_acc_high']:.2f}] "
               f"(loss {mlm['mlm_loss']:.4f}, {mlm['n_masked']} tokens)")
+        add_results(cfg.out / args.name, mlm_results(cfg, mlm))  # the card tells it too
         write_result(cfg.out / f"{args.name}_run.json",
                      {"teacher": teacher_path, "steps": last["step"], "init": args.init, **mlm},
                      cfg)

@@ -112,14 +112,14 @@ def finetune_imdb(model_path: str, cfg: Config, seed: int, tokenizer: Any = None
                                                                **label_kwargs("imdb"))
     folder, resume = ft_runs.checkpoint_dir(cfg, rid, stamp)
     trainer = make_trainer(model, tok, training_args(cfg, seed, str(folder), cfg.ft_epochs), train)
-    train_run(trainer, resume)
+    trained = train_run(trainer, resume)
     preds, labels = predict_in_order(trainer, enc_test).argmax(-1), list(test["label"])
+    scores = load_metric("glue", "sst2").compute(predictions=preds, references=labels)
     return finish(trainer, tok, output_dir, cfg, rid, stamp,
-                   {"accuracy": load_metric("glue", "sst2").compute(
-                       predictions=preds, references=labels)["accuracy"],
+                   {"accuracy": scores["accuracy"],
                     "test_source": source, "n_train": len(train), "n_test": len(test),
                     **with_intervals({"accuracy": 100.0 * (preds == np.asarray(labels))},
-                                     cfg.seed)})
+                                     cfg.seed)}, trained, scores)
 
 
 # ----------------------------------------------------------------------------- SQuAD
@@ -241,18 +241,18 @@ def finetune_squad(model_path: str, cfg: Config, seed: int, teacher_qa_path: str
         teacher = AutoModelForQuestionAnswering.from_pretrained(resolve_model(teacher_qa_path))
         trainer = make_trainer(model, tok, args, feats, QADistillTrainer, teacher=teacher,
                            alpha=cfg.squad_kd_alpha, temperature=cfg.temperature)
-    train_run(trainer, resume)
+    trained = train_run(trainer, resume)
     keep = {"input_ids", "attention_mask", "token_type_ids"} & _forward_args(trainer.model)
     model_inputs = eval_feats.remove_columns([c for c in eval_feats.column_names
                                               if c not in keep])
     start, end = predict_in_order(trainer, model_inputs)[:2]
     preds = postprocess(evals, eval_feats, start, end)
     refs = [{"id": e["id"], "answers": e["answers"]} for e in evals]
+    scores = load_metric("squad").compute(
+        predictions=[{"id": k, "prediction_text": v} for k, v in preds.items()],
+        references=refs)
     return finish(trainer, tok, output_dir, cfg, rid, stamp,
-                   {**load_metric("squad").compute(
-                       predictions=[{"id": k, "prediction_text": v} for k, v in preds.items()],
-                       references=refs),
-                    "split": source, "n_train": len(train),
+                   {**scores, "split": source, "n_train": len(train),
                     "n_train_features": len(feats), "n_eval": len(evals),
                     "distilled": teacher_qa_path is not None,
-                    **with_intervals(squad_scores(preds, refs), cfg.seed)})
+                    **with_intervals(squad_scores(preds, refs), cfg.seed)}, trained, scores)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import statistics
 from pathlib import Path
 from typing import Any
@@ -32,15 +33,19 @@ from transformers import (
 
 from . import ft_runs
 from .artefacts import save_model
-from .config import Config
+from .config import Config, runs_dir, trackers
 from .devices import check_single_process, gpu_precision, set_tf32
 from .hub import load_split, load_tokenizer, local_files, resolve_model
 from .intervals import metric_interval
 from .metrics import glue_macro_score, glue_metrics, load_metric, task_score
+from .modelcard import card_facts, finetune_results
 from .results_files import GLUE_MODEL
+from .results_io import atomic_write
 from .tasks import GLUE_METRICS, TASKS, check_glue_task, label_kwargs
 
 EVAL_BATCH_SIZE = 64
+# what `Trainer.save_metrics` writes, copied beside a saved model (`save_metrics`)
+METRICS_FILES = ("train_results.json", "eval_results.json", "all_results.json")
 
 
 def task_config(cfg: Config, task: str) -> Config:
@@ -61,16 +66,18 @@ def training_args(cfg: Config, seed: int, out: str, epochs: float,
                    **kw: Any) -> TrainingArguments:
     """BERT's fine-tuning recipe (AdamW, 10% linear warm-up, weight decay 0.01) with the
     profile's lr / batch size; a checkpoint every `ft_checkpoint_every` steps into `out` (the
-    run's folder, `ft_runs.checkpoint_dir`), nothing logged (the suite writes its results)."""
+    run's folder, `ft_runs.checkpoint_dir`), nothing logged (the suite writes its results)
+    unless `cfg.report_to` names trackers (`tracking_kwargs`)."""
     kw = {"save_strategy": "steps", "save_steps": cfg.ft_checkpoint_every,
-          "save_total_limit": 1, **device_kwargs(cfg), **kw}
+          "save_total_limit": 1, **device_kwargs(cfg), **tracking_kwargs(cfg, Path(out).name),
+          **kw}
     args = TrainingArguments(
         output_dir=out, num_train_epochs=epochs, learning_rate=cfg.ft_lr,
         per_device_eval_batch_size=EVAL_BATCH_SIZE, warmup_steps=0.1, weight_decay=0.01,
         seed=seed, data_seed=seed, eval_strategy="no",
         train_sampling_strategy="group_by_length" if cfg.ft_group_by_length else "random",
-        logging_strategy="no", report_to=[], disable_tqdm=os.environ.get("TQDM_DISABLE") == "1",
-        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, log_level="error", **kw)
+        disable_tqdm=os.environ.get("TQDM_DISABLE") == "1", use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0, log_level="error", **kw)
     if args.n_gpu > 1:
         # Trainer would wrap the model in nn.DataParallel over every GPU of this one process
         # and silently multiply the batch by their number: one process, one device.
@@ -80,6 +87,23 @@ def training_args(cfg: Config, seed: int, out: str, epochs: float,
               flush=True)
         args._n_gpu = 1  # what Trainer itself does under model parallelism
     return args
+
+
+def tracking_kwargs(cfg: Config, run: str) -> dict[str, Any]:
+    """Trainer's `report_to` for `cfg.report_to`, logging every `log_every` steps as `run`
+    under `runs_dir(cfg)` (TensorBoard: `<runs>/<run>`; trackio: project "finetune" in
+    `<runs>/trackio`); nothing logged without trackers."""
+    names = trackers(cfg)
+    if not names:
+        return {"logging_strategy": "no", "report_to": []}
+    if "tensorboard" in names:
+        # transformers 5 has no logging_dir argument: its TensorBoardCallback reads this
+        # variable when the Trainer is made
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(runs_dir(cfg) / run)
+    if "trackio" in names:  # read once, when trackio is first imported
+        os.environ.setdefault("TRACKIO_DIR", str(runs_dir(cfg) / "trackio"))
+    return {"logging_strategy": "steps", "logging_steps": cfg.log_every,
+            "report_to": list(names), "run_name": run, "project": "finetune"}
 
 
 def device_kwargs(cfg: Config) -> dict[str, Any]:
@@ -116,19 +140,40 @@ def predict_in_order(trainer: Trainer, ds: Any) -> Any:
 
 
 def finish(trainer: Trainer, tok: Any, output_dir: Path | None, cfg: Config, rid: str,
-            stamp: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
-    """Save the model (with `output_dir`) and the run's record, both stamped; `result`."""
+            stamp: dict[str, Any], result: dict[str, Any], train: dict[str, float] | None = None,
+            evaluated: dict[str, float] | None = None) -> dict[str, Any]:
+    """Save the model (with `output_dir`, beside its `train` and `evaluated` metrics) and the
+    run's record, both stamped; `result`. The evaluation also goes to the run's trackers."""
+    evaluated = {f"eval_{k}": v for k, v in (evaluated or {}).items()}
+    if trainer.args.report_to:
+        trainer.log(dict(evaluated))  # a copy: log() adds the epoch to it
     if output_dir is not None:
-        save_model(trainer.model, tok, output_dir, stamp)
-    ft_runs.record(cfg, rid, stamp, result)
+        what = stamp["settings"]["what"]
+        save_model(trainer.model, tok, output_dir, stamp,
+                   card=card_facts(cfg, what, finetune_results(what, result)))
+        save_metrics(trainer, output_dir, train or {}, evaluated)
+    ft_runs.record(cfg, rid, stamp, result)  # last: a recorded run has all of the above
     return result
 
 
-def train_run(trainer: Trainer, resume: str | None) -> None:
-    """`trainer.train()`, from the run's last checkpoint when a killed run left one."""
+def save_metrics(trainer: Trainer, folder: Path, train: dict[str, float],
+                 evaluated: dict[str, float]) -> None:
+    """Trainer's train_results.json, eval_results.json and all_results.json in `folder`:
+    `trainer.save_metrics` writes them into the run's own folder, each is copied in with one
+    rename (as every file of the suite)."""
+    trainer.save_metrics("train", train)
+    trainer.save_metrics("eval", evaluated)
+    run = Path(trainer.args.output_dir)
+    for name in METRICS_FILES:
+        atomic_write(folder / name, lambda tmp, name=name: shutil.copyfile(run / name, tmp))
+
+
+def train_run(trainer: Trainer, resume: str | None) -> dict[str, float]:
+    """`trainer.train()`, from the run's last checkpoint when a killed run left one; its
+    metrics (`train_loss`, `train_runtime`, ...)."""
     if resume:
         print(f"[fine-tune] resuming from {Path(resume).name}", flush=True)
-    trainer.train(resume_from_checkpoint=resume)
+    return trainer.train(resume_from_checkpoint=resume).metrics
 
 
 # ------------------------------------------------------------------------------ GLUE
@@ -208,7 +253,7 @@ def glue_run(model_path: str, task: str, cfg: Config, seed: int,
     dev: dict[str, dict[str, Any]] = {}
     folder, resume = ft_runs.checkpoint_dir(cfg, rid, stamp)
     trainer = make_trainer(model, tok, training_args(cfg, seed, str(folder), cfg.ft_epochs), train)
-    train_run(trainer, resume)
+    trained = train_run(trainer, resume)
     for split, ds in evals.items():
         enc = ds.map(encode, batched=True, remove_columns=ds.column_names)
         logits = predict_in_order(trainer, enc)
@@ -219,7 +264,8 @@ def glue_run(model_path: str, task: str, cfg: Config, seed: int,
         scores = load_metric("glue", scored).compute(predictions=preds, references=labels)
         out.update({f"accuracy_{which}": scores["accuracy"]} if task == "mnli" else scores)
         dev[split] = dev_record(scored, preds, labels, cfg.seed)
-    return finish(trainer, tok, output_dir, cfg, rid, stamp, {"metrics": out, "dev": dev})
+    return finish(trainer, tok, output_dir, cfg, rid, stamp, {"metrics": out, "dev": dev},
+                  trained, out)
 
 
 def dev_record(task: str, preds: Any, labels: list, seed: int) -> dict[str, Any]:

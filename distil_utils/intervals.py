@@ -3,30 +3,61 @@
 A dev set of 872 sentences moves SST-2 accuracy by 0.11 points per sentence, and a timed pass
 moves with whatever else the machine does; without its interval a number cannot say whether
 two rows differ. The percentile bootstrap is used throughout (resampling examples, or timing
-rounds), seeded. It is written here in numpy because `scipy.stats.bootstrap` cannot resample
-two models' predictions *paired* for a ratio of their scores, which retention needs.
+rounds), seeded, and computed by `scipy.stats.bootstrap`: `paired=True` resamples the same
+examples for every array it is given (a teacher's and a student's predictions and the labels),
+so a ratio or a difference of two models' scores is paired.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
+from scipy import stats
 
 RESAMPLES = 2000
 LEVEL = 0.95
 
 
-def _indices(n: int, resamples: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+def _each_resample(score: Callable[..., Any]) -> Callable[..., np.ndarray]:
+    """A vectorized statistic for `scipy.stats.bootstrap` from `score` of one resample.
+
+    scipy hands over all resamples at once, one per row (`axis=-1`); the suite's metrics are
+    plain Python functions of one set of predictions, so they are called row by row.
+    """
+    def statistic(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
+        rows = zip(*(np.moveaxis(s, axis, -1) for s in samples), strict=True)
+        return np.array([score(*row) for row in rows], dtype=float)
+
+    return statistic
 
 
-def _interval(stats: np.ndarray, level: float) -> tuple[float, float]:
-    stats = stats[np.isfinite(stats)]
-    if stats.size == 0:
+def _bootstrap(data: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarray], *,
+               paired: bool, resamples: int, seed: int, level: float) -> tuple[float, float]:
+    """The `level` percentile-bootstrap interval of the vectorized `statistic` over `data`."""
+    # a ratio whose denominator is 0 on a resample is inf/NaN there (scipy warns; dropped below)
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        if min(len(d) for d in data) < 2:  # scipy refuses one observation; each resample is it
+            value = float(statistic(*(d[np.newaxis] for d in data), axis=-1)[0])
+            return (value, value) if np.isfinite(value) else (float("nan"), float("nan"))
+        # scipy.stats.bootstrap does it; default_rng(seed) draws the (resamples, n) example
+        # indices that this module drew by hand before, so the intervals are the same numbers
+        res = stats.bootstrap(data, statistic, n_resamples=resamples, vectorized=True,
+                              paired=paired, axis=-1, confidence_level=level,
+                              method="percentile", rng=np.random.default_rng(seed))
+    dist = res.bootstrap_distribution
+    if np.isfinite(dist).all():
+        return float(res.confidence_interval.low), float(res.confidence_interval.high)
+    # hand-written: scipy's quantile cannot skip the resamples where a ratio is inf/NaN (its
+    # denominator, e.g. the teacher's score, was 0); the others decide, as they always have
+    dist = dist[np.isfinite(dist)]
+    if dist.size == 0:
         return float("nan"), float("nan")
     tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(stats, [tail, 100 - tail])
+    lo, hi = np.percentile(dist, [tail, 100 - tail])
     return float(lo), float(hi)
 
 
@@ -38,16 +69,19 @@ def metric_interval(metric: Callable[[np.ndarray, np.ndarray], float], preds: Se
     if len(preds) != len(labels) or len(preds) == 0:
         raise ValueError(f"need as many predictions as labels, and some (got {len(preds)} "
                          f"and {len(labels)})")
-    idx = _indices(len(labels), resamples, seed)
-    return _interval(np.array([metric(preds[i], labels[i]) for i in idx]), level)
+    return _bootstrap((preds, labels), _each_resample(metric), paired=True,
+                      resamples=resamples, seed=seed, level=level)
 
 
 def mean_interval(values: Sequence[float], *, resamples: int = RESAMPLES, seed: int = 0,
                   level: float = LEVEL) -> tuple[float, float]:
     """The interval of the mean of per-example scores (IMDb correct = 100 / wrong = 0, SQuAD
     exact match and F1 per question), resampling the examples."""
-    return metric_interval(lambda v, _: float(np.mean(v)), values, np.zeros(len(values)),
-                           resamples=resamples, seed=seed, level=level)
+    values = np.asarray(values)
+    if len(values) == 0:
+        raise ValueError("need as many predictions as labels, and some (got 0 and 0)")
+    return _bootstrap((values,), np.mean, paired=False, resamples=resamples, seed=seed,
+                      level=level)
 
 
 def retention_interval(metric: Callable[[np.ndarray, np.ndarray], float],
@@ -62,13 +96,14 @@ def retention_interval(metric: Callable[[np.ndarray, np.ndarray], float],
     t, s, y = np.asarray(teacher_preds), np.asarray(student_preds), np.asarray(labels)
     if not len(t) == len(s) == len(y) > 0:
         raise ValueError("teacher, student and labels must cover the same dev examples")
-    idx = _indices(len(y), resamples, seed)
-    with np.errstate(divide="ignore", invalid="ignore"):
+
+    def ratio(t: np.ndarray, s: np.ndarray, y: np.ndarray) -> float:
         # numpy division: a resample where the teacher scores 0 gives inf/NaN (dropped), not
         # Python's ZeroDivisionError
-        ratios = np.array([100.0 * np.float64(metric(s[i], y[i])) / metric(t[i], y[i])
-                           for i in idx])
-    return _interval(ratios, level)
+        return 100.0 * np.float64(metric(s, y)) / metric(t, y)
+
+    return _bootstrap((t, s, y), _each_resample(ratio), paired=True, resamples=resamples,
+                      seed=seed, level=level)
 
 
 def difference_interval(metric: Callable[[np.ndarray, np.ndarray], float], a_preds: Sequence,
@@ -79,8 +114,8 @@ def difference_interval(metric: Callable[[np.ndarray, np.ndarray], float], a_pre
     a, b, y = np.asarray(a_preds), np.asarray(b_preds), np.asarray(labels)
     if not len(a) == len(b) == len(y) > 0:
         raise ValueError("both prediction sets and the labels must cover the same examples")
-    idx = _indices(len(y), resamples, seed)
-    return _interval(np.array([metric(a[i], y[i]) - metric(b[i], y[i]) for i in idx]), level)
+    return _bootstrap((a, b, y), _each_resample(lambda a, b, y: metric(a, y) - metric(b, y)),
+                      paired=True, resamples=resamples, seed=seed, level=level)
 
 
 def share_interval(hits: Sequence[float], totals: Sequence[float], *,
@@ -97,9 +132,11 @@ def share_interval(hits: Sequence[float], totals: Sequence[float], *,
     if len(h) != len(t) or len(h) == 0:
         raise ValueError(f"need one count per unit for hits and totals, and some (got {len(h)} "
                          f"and {len(t)})")
-    idx = _indices(len(h), resamples, seed)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return _interval(100.0 * h[idx].sum(1) / t[idx].sum(1), level)
+
+    def share(h: np.ndarray, t: np.ndarray, axis: int = -1) -> np.ndarray:
+        return 100.0 * h.sum(axis) / t.sum(axis)
+
+    return _bootstrap((h, t), share, paired=True, resamples=resamples, seed=seed, level=level)
 
 
 def paired_ratio(reference: Sequence[float], other: Sequence[float], *,
@@ -116,8 +153,12 @@ def paired_ratio(reference: Sequence[float], other: Sequence[float], *,
     if len(ratios) == 1:
         return {"median": float(ratios[0]), "low": float("nan"), "high": float("nan"),
                 "rounds": 1}
-    idx = _indices(len(ratios), resamples, seed)
-    lo, hi = _interval(np.median(ratios[idx], axis=1), level)
+
+    def median_ratio(ref: np.ndarray, oth: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.median(ref / oth, axis=axis)
+
+    lo, hi = _bootstrap((ref, oth), median_ratio, paired=True, resamples=resamples, seed=seed,
+                        level=level)
     return {"median": float(np.median(ratios)), "low": lo, "high": hi, "rounds": len(ratios)}
 
 
@@ -139,12 +180,26 @@ def macro_retention_interval(tasks: dict[str, tuple[Callable[[np.ndarray, np.nda
     """
     if not tasks:
         raise ValueError("no tasks to average")
-    rng = np.random.default_rng(seed)
-    per_task = []
-    for score, t, s, y in tasks.values():
-        t, s, y = np.asarray(t), np.asarray(s), np.asarray(y)
-        idx = rng.integers(0, len(y), size=(resamples, len(y)))
-        per_task.append(np.array([[score(t[i], y[i]), score(s[i], y[i])] for i in idx]))
-    both = np.mean(per_task, axis=0)  # (resamples, 2): teacher and student macro
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return _interval(100.0 * both[:, 1] / both[:, 0], level)
+    sets = [(score, np.asarray(t), np.asarray(s), np.asarray(y))
+            for score, t, s, y in tasks.values()]
+    # scipy's unpaired samples are each dev set's example indices, resampled on their own from
+    # one generator in task order; both models are scored on the same indices (the pairing)
+    resampled = [task for task in sets if len(task[3]) > 1]
+    # a dev set of one example is that example in every resample (and draws no numbers)
+    fixed = [(score(t, y), score(s, y)) for score, t, s, y in sets if len(y) <= 1]
+
+    def macro_ratio(*indices: np.ndarray, axis: int = -1) -> np.ndarray:
+        rows = np.moveaxis(indices[0], axis, -1).shape[0] if indices else 1
+        per_task = [np.array([[score(t[i], y[i]), score(s[i], y[i])]
+                              for i in np.moveaxis(idx, axis, -1)])
+                    for (score, t, s, y), idx in zip(resampled, indices, strict=True)]
+        per_task += [np.tile(pair, (rows, 1)) for pair in fixed]
+        both = np.mean(per_task, axis=0)  # (resamples, 2): teacher and student macro
+        return 100.0 * both[:, 1] / both[:, 0]
+
+    if not resampled:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = float(macro_ratio()[0])
+        return (value, value) if np.isfinite(value) else (float("nan"), float("nan"))
+    return _bootstrap(tuple(np.arange(len(task[3])) for task in resampled), macro_ratio,
+                      paired=False, resamples=resamples, seed=seed, level=level)

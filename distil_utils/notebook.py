@@ -13,6 +13,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from .artefacts import portable
 from .config import PROFILES, Config, get_config
 from .figures import save
 from .results_io import lock_results, versions, write_json
@@ -102,7 +103,8 @@ def setup(profile: str, notebook: str, **overrides: Any) -> Config:
     lock_results(cfg.out, f"notebook {notebook}")  # one writer; refused while another runs
     check_results_dir(cfg)
     write_json(cfg.out / "config" / f"{notebook}.json",
-               {"notebook": notebook, "config": cfg.to_dict(), "versions": versions()})
+               {"notebook": notebook, "config": portable(cfg.to_dict(), cfg.out),
+                "versions": versions()})
     _plot_theme()
     print(f"profile {cfg.profile!r} · results in {relative(cfg.out, cfg)} · seed {cfg.seed} · "
           f"data {'Hub' if not cfg.data_dir else 'local mirror ' + Path(cfg.data_dir).name}")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .artefacts import write_result
+from .modelcard import add_results, mlm_results
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +102,8 @@ DEPLOY_TEACHER, DEPLOY_STUDENT = "teacher fp32", "student fp32"
 DEPLOY_TORCH_INT8 = "student int8 (torch)"
 DEPLOY_ONNX, DEPLOY_ONNX_TEACHER = "student ONNX fp32", "teacher ONNX fp32"
 DEPLOY_ONNX_INT8 = "student ONNX int8"
+# 03_distill.json's held-out row of the student that notebook 03 distilled.
+DISTILLED_ROW = "student, distilled"
 # 05_downstream.json's model rows, in order, and 06_speed.json's columns per model.
 DOWNSTREAM_MODELS = ("teacher", "student", "student (D)")
 SPEED_COLUMNS = ("params_m", "disk_mb", "seconds", "seconds_with_tokenization")
@@ -135,7 +138,11 @@ def write_init(cfg: Any, teacher: str, layers: list[int], copy_report: Any,
 def write_distill(cfg: Any, teacher: str, history: list[dict[str, Any]],
                   tokens_per_second: float | None, held_out_mlm: Any, ablation: Any) -> Path:
     """`03_distill.json`: steps, last logged losses, throughput, held-out MLM, ablation
-    (`held_out_mlm` and `ablation` as the notebook's DataFrames)."""
+    (`held_out_mlm` and `ablation` as the notebook's DataFrames); the distilled student's
+    card gets its held-out accuracy."""
+    rows = {r["model"]: r for r in held_out_mlm.to_dict("records")}
+    if DISTILLED_ROW in rows and (cfg.out / "student" / "config.json").is_file():
+        add_results(cfg.out / "student", mlm_results(cfg, rows[DISTILLED_ROW]))
     return DISTILL.write({
         "steps": len(history), "final": history[-1] if history else None,
         "tokens_per_second": tokens_per_second, "held_out_mlm": held_out_mlm.to_dict("records"),

@@ -7,7 +7,9 @@ over the target (`os.replace` is atomic on POSIX and Windows).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import errno
 import json
 import os
 import platform
@@ -115,6 +117,9 @@ def read_result(path: str | Path) -> dict[str, Any]:
 
 # --- one writer per results folder -------------------------------------------------------------
 LOCK_NAME = ".writer.lock"
+# Who holds the lock (pid, host, what, command, since), read back by a refused second writer. It
+# sits beside the lock file, which filelock owns (Windows locks its first byte and deletes it).
+HOLDER_NAME = ".writer.holder"
 # Folders whose lock this process or an ancestor holds: the runner's notebook kernels and a
 # notebook's own subprocesses belong to the run that took the lock, so they do not take it again.
 LOCK_ENV = "DISTIL_RESULTS_LOCKS"
@@ -122,6 +127,7 @@ LOCK_ENV = "DISTIL_RESULTS_LOCKS"
 OUTPUT_FOLDERS = ("checkpoints", "config", "figures", "notebooks", "finetuned", "teacher",
                   "student", "ft_runs")
 _HELD: dict[str, Any] = {}
+_NO_HOLDER = "a process that has not written its name yet"
 
 
 class ResultsLockedError(RuntimeError):
@@ -163,42 +169,62 @@ def _locked_here(key: str) -> bool:
     return key in _HELD or key in os.environ.get(LOCK_ENV, "").split(os.pathsep)
 
 
+def _holder(out: Path) -> str:
+    """The holder record the lock's owner wrote, for the message that refuses another run."""
+    try:
+        return (out / HOLDER_NAME).read_text(encoding="utf-8").strip() or _NO_HOLDER
+    except OSError:
+        return _NO_HOLDER
+
+
+def _forget_holder(key: str, pid: int) -> None:
+    """At exit: remove the holder record while this process (not a fork of it) still holds."""
+    if os.getpid() == pid and key in _HELD:
+        (Path(key) / HOLDER_NAME).unlink(missing_ok=True)
+
+
 def lock_results(out: str | Path, what: str) -> bool:
     """Become the one writer of results folder `out` for the rest of this process.
 
-    An OS lock (`flock`) on `out/.writer.lock`: the kernel drops it when the process ends, so a
-    killed run never leaves it stuck. A second process is refused with a message naming the
-    first. Returns True if this call took the lock, False if this process (or the runner that
-    started it) already holds it.
+    An OS lock on `out/.writer.lock` (`flock` on POSIX, `LockFileEx` on Windows): the OS drops
+    it when the process ends, so a killed run never leaves it stuck. A second process is
+    refused with a message naming the first (its record is `out/.writer.holder`). Returns True
+    if this call took the lock, False if this process (or the runner that started it) already
+    holds it.
     """
+    import filelock
+
     out = check_output_dir(out)
     key = str(out.resolve()) if out.exists() else str(out)
     if _locked_here(key):
         return False
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no OS lock to take; the run goes on unguarded
-        return False
+    if not issubclass(filelock.FileLock, (filelock.UnixFileLock, filelock.WindowsFileLock)):
+        return False  # no OS lock here (a soft lock would outlive a killed run): unguarded
     out.mkdir(parents=True, exist_ok=True)
     key = str(out.resolve())
-    fh = open(out / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115 (held for the process)
+    # filelock does it (fcntl.flock by hand before): one attempt, no waiting, process-wide
+    lock = filelock.FileLock(out / LOCK_NAME, thread_local=False, fallback_to_soft=False)
     try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fh.seek(0)
-        holder = fh.read().strip() or "a process that has not written its name yet"
-        fh.close()
+        lock.acquire(blocking=False)
+    except filelock.Timeout:
         raise ResultsLockedError(
-            f"{out} is being written by another run: {holder}. Wait for it to finish, stop it "
-            "(in JupyterLab: shut down that notebook's kernel; a killed run releases the "
-            "folder), or give this run another results_dir / RESULTS_DIR.") from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(json.dumps({"pid": os.getpid(), "host": platform.node(), "what": what,
-                         "command": shlex.join(sys.argv),
-                         "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
-    fh.flush()
-    _HELD[key] = fh
+            f"{out} is being written by another run: {_holder(out)}. Wait for it to finish, "
+            "stop it (in JupyterLab: shut down that notebook's kernel; a killed run releases "
+            "the folder), or give this run another results_dir / RESULTS_DIR.") from None
+    except OSError as err:
+        if err.errno != errno.ENOSYS:
+            raise
+        return False  # a filesystem without flock: no OS lock to take, the run goes unguarded
+    try:
+        record = json.dumps({"pid": os.getpid(), "host": platform.node(), "what": what,
+                             "command": shlex.join(sys.argv),
+                             "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        atomic_write(out / HOLDER_NAME, lambda p: p.write_text(record, encoding="utf-8"))
+    except BaseException:
+        lock.release()
+        raise
+    _HELD[key] = lock
+    atexit.register(_forget_holder, key, os.getpid())
     os.environ[LOCK_ENV] = os.pathsep.join(filter(None, [os.environ.get(LOCK_ENV), key]))
     clean_temporaries(out)
     return True
@@ -207,10 +233,11 @@ def lock_results(out: str | Path, what: str) -> bool:
 def unlock_results(out: str | Path) -> None:
     """Give up the lock `lock_results` took (a no-op when this process does not hold it)."""
     key = str(Path(out).absolute().resolve())
-    fh = _HELD.pop(key, None)
-    if fh is None:
+    lock = _HELD.pop(key, None)
+    if lock is None:
         return
-    fh.close()  # closing the file drops the flock
+    (Path(key) / HOLDER_NAME).unlink(missing_ok=True)  # still ours until the release below
+    lock.release()
     held = [k for k in os.environ.get(LOCK_ENV, "").split(os.pathsep) if k and k != key]
     if held:
         os.environ[LOCK_ENV] = os.pathsep.join(held)

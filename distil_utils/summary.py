@@ -49,7 +49,7 @@ def collect(out_dir: str | Path) -> dict[str, dict[str, Any]]:
         data = read_json(path)  # a damaged file is an error naming it
         if isinstance(data, dict) and "metrics" in data:
             found[path.stem] = data["metrics"]
-            if models := stale_models(data.get("provenance") or {}):
+            if models := stale_models(data.get("provenance") or {}, out_dir):
                 stale.append(f"{path.name}: {', '.join(models)}")
     if stale:  # one table must not mix the numbers of two different students
         raise StaleArtefactError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .artefacts import distill_settings, teacher_settings
 from .checkpoint import CheckpointError, discard_finished, load_checkpoint, save_checkpoint
-from .config import Config
+from .config import Config, runs_dir, trackers
 from .data import batch_stream
 from .devices import LossModule, dist_info, resolve_device, set_tf32, to_device
 from .devices import make_accelerator as accelerator_at
@@ -75,9 +76,43 @@ def autocast(cfg: Config, device: torch.device) -> Any:
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
-def make_accelerator(cfg: Config, device: torch.device) -> Any:
-    """The run's `Accelerator` at `recipe.precision` (fp16 gets its loss scaler on a GPU)."""
-    return accelerator_at(precision(cfg, device), device)
+def make_accelerator(cfg: Config, device: torch.device, run: str | None = None) -> Any:
+    """The run's `Accelerator` at `recipe.precision` (fp16 gets its loss scaler on a GPU);
+    with `run` and trackers in `cfg.report_to`, it logs to them under `runs_dir(cfg)`."""
+    acc = accelerator_at(precision(cfg, device), device)
+    names = trackers(cfg)
+    if run is None or not names:
+        return acc
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    if "trackio" in names:  # read once, when trackio is first imported
+        os.environ.setdefault("TRACKIO_DIR", str(runs_dir(cfg) / "trackio"))
+    # accelerate takes trackers only when an Accelerator is made: the same one again (its
+    # precision state is settled by now), with them
+    logs = str(runs_dir(cfg))
+    return Accelerator(mixed_precision=acc.mixed_precision,
+                       device_placement=acc.device_placement,
+                       step_scheduler_with_optimizer=acc.step_scheduler_with_optimizer,
+                       log_with=list(names),
+                       project_config=ProjectConfiguration(project_dir=logs, logging_dir=logs))
+
+
+def tracker_config(cfg: Config, **extra: Any) -> dict[str, Any]:
+    """The settings as trackers store them (TensorBoard's hparams: scalars and strings only)."""
+    return {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+            for k, v in {**cfg.to_dict(), **extra}.items()}
+
+
+def tracked_values(window: list[dict], seconds: float) -> dict[str, float]:
+    """A log step's values for the trackers: each loss term's mean over the steps since the
+    last log (as Trainer logs its loss), the step's learning rate and gradient norm, and the
+    real (non-pad) tokens per second of those steps over all processes."""
+    last = window[-1]
+    terms = [k for k in last if k not in ("step", "grad_norm", "lr", "tokens", "seconds")]
+    out = {f"train/{k}": sum(r[k] for r in window) / len(window) for k in terms}
+    return {**out, "train/learning_rate": last["lr"], "train/grad_norm": last["grad_norm"],
+            "train/tokens_per_s": sum(r["tokens"] for r in window) / max(seconds, 1e-9)}
 
 
 def make_optimizer(groups: list[dict], cfg: Config, lr: float,
@@ -189,7 +224,9 @@ def train_loop(model: torch.nn.Module, loss_fn: LossFn, train_seqs: Any, *, cfg:
     Every `cfg.checkpoint_every` steps the model, optimizer, scheduler, scaler, RNG state, data
     position and history are saved atomically. `stop_at` ends early after checkpointing (the
     schedule still spans `max_steps`). Precision is `recipe.precision` (`fp16_scaling` is
-    unused: fp16 always gets a loss scaler on a GPU). Returns one record per optimizer step.
+    unused: fp16 always gets a loss scaler on a GPU). With `cfg.report_to` trackers, every
+    `cfg.log_every` steps go to `runs_dir(cfg) / ckpt_path.stem` (`tracked_values`).
+    Returns one record per optimizer step.
     """
     if max_steps is None:
         raise ValueError("max_steps is None: it is derived from epochs and the corpus size by "
@@ -198,8 +235,8 @@ def train_loop(model: torch.nn.Module, loss_fn: LossFn, train_seqs: Any, *, cfg:
     dev = resolve_device(cfg.device)
     model.to(dev)
     set_tf32(cfg.tf32, dev)
-    acc = make_accelerator(cfg, dev)
     ckpt_path = Path(ckpt_path)
+    acc = make_accelerator(cfg, dev, run=ckpt_path.stem)
     groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
     opt, sched = make_optimizer(groups, cfg, lr, max_steps)
     step, position, history = 0, 0, []
@@ -227,28 +264,44 @@ def train_loop(model: torch.nn.Module, loss_fn: LossFn, train_seqs: Any, *, cfg:
                            desc=desc)
     stream = (b for _, b in batch_stream(train_seqs, cfg.batch_size, cfg.seed, pad_id,
                                          start=position, rank=rank, world=world))
+    tracked = bool(trackers(cfg))
+    if tracked:  # the main process only (accelerate)
+        acc.init_trackers(ckpt_path.stem, config=tracker_config(
+            cfg, run_max_steps=max_steps, run_lr=lr, world=world, desc=desc))
     bar = tqdm(total=end, initial=step, desc=desc, disable=rank != 0)
     t0 = time.perf_counter()
-    while step < end:
-        sums, tokens, grad_norm = train_step(step, stream)
-        position += cfg.grad_accum * world
-        step += 1
-        record = {"step": step, **sums, "grad_norm": grad_norm,
-                  "lr": sched.get_last_lr()[0], "tokens": tokens,
-                  "seconds": time.perf_counter() - t0}
-        history.append(record)
-        bar.update(1)
-        bar.set_postfix(loss=f"{sums['loss']:.3f}")
-        if on_log and (step % cfg.log_every == 0 or step == end):
-            on_log(record)
-        if rank == 0 and (step % cfg.checkpoint_every == 0 or step == end):
-            save_checkpoint(ckpt_path, {
-                "fingerprint": fingerprint, "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "scaler": acc.scaler.state_dict() if acc.scaler is not None else {},
-                "torch_rng": torch.get_rng_state(),
-                "step": step, "position": position, "history": history,
-            })
+    window, window_t0 = [], 0.0  # the steps since the last log, and when they began
+    try:
+        while step < end:
+            sums, tokens, grad_norm = train_step(step, stream)
+            position += cfg.grad_accum * world
+            step += 1
+            record = {"step": step, **sums, "grad_norm": grad_norm,
+                      "lr": sched.get_last_lr()[0], "tokens": tokens,
+                      "seconds": time.perf_counter() - t0}
+            history.append(record)
+            window.append(record)
+            bar.update(1)
+            bar.set_postfix(loss=f"{sums['loss']:.3f}")
+            if step % cfg.log_every == 0 or step == end:
+                if on_log:
+                    on_log(record)
+                if tracked:
+                    acc.log(tracked_values(window, record["seconds"] - window_t0), step=step)
+                window, window_t0 = [], record["seconds"]
+            if rank == 0 and (step % cfg.checkpoint_every == 0 or step == end):
+                save_checkpoint(ckpt_path, {
+                    "fingerprint": fingerprint, "model": model.state_dict(),
+                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "scaler": acc.scaler.state_dict() if acc.scaler is not None else {},
+                    "torch_rng": torch.get_rng_state(),
+                    "step": step, "position": position, "history": history,
+                })
+    finally:
+        # not acc.end_training(): it also destroys the process group, which the caller's
+        # barriers and a following loop still use
+        for tracker in acc.trackers:
+            tracker.finish()
     bar.close()
     model.eval()
     return history

@@ -68,3 +68,32 @@ def test_the_committed_cpu_results_name_the_models_this_code_would_make():
                              for k, v in (prov.get("artefacts") or {}).items()})
     assert len(recorded) >= 10
     assert {k: v for k, v in recorded.items() if v not in known} == {}
+
+
+def test_results_files_hold_no_machine_paths_and_moved_folders_are_still_judged(tmp_path):
+    """Paths in results files are relative to the results folder (or the repository), so a
+    copied or moved results folder is still checked against the models beside it."""
+    import shutil
+
+    cfg = get_config("smoke", results_dir=str(tmp_path / "a"))
+    model = cfg.out / "student"
+    model.mkdir(parents=True)
+    artefacts.write_stamp(model, artefacts.make_stamp("student", {"seed": 1}, {}))
+    (model / "config.json").write_text("{}")
+    path = write_result(cfg.out / "glue_student.json", {"model": str(model), "n": 1}, cfg,
+                        student=str(model), data=str(artefacts.ROOT / "notebooks"))
+    text = path.read_text()
+    assert str(tmp_path) not in text and str(artefacts.ROOT) not in text
+    data = read_result(path)
+    assert data["metrics"]["model"] == "student" and data["provenance"]["data"] == "notebooks"
+    assert artefacts.portable("/elsewhere/data") == os.path.relpath("/elsewhere/data",
+                                                                   artefacts.ROOT)
+    assert artefacts.portable("sentence-transformers/all-MiniLM-L6-v2") == \
+        "sentence-transformers/all-MiniLM-L6-v2"  # a Hub name is not a path
+    assert artefacts.stale_models(data["provenance"], cfg.out) == []
+
+    moved = tmp_path / "b" / "smoke"
+    shutil.copytree(cfg.out, moved)  # the results folder moved: its student made again
+    artefacts.write_stamp(moved / "student", artefacts.make_stamp("student", {"seed": 2}, {}))
+    assert artefacts.stale_models(data["provenance"], moved) == ["student (student)"]
+    assert artefacts.stale_models(data["provenance"], cfg.out) == []

@@ -76,6 +76,9 @@ def test_colab_install_lists_cover_every_dependency():
     covered = install | set(colab.COLAB_PROVIDED) | set(colab.COLAB_UNUSED)
     assert names <= covered, f"say whether Colab has {sorted(names - covered)}"
     assert not install & set(colab.COLAB_UNUSED)
+    # what Colab installs carries pyproject's floors, the versions the suite is tested with
+    declared = {re.split(r"[<>=!~ \[]", d, maxsplit=1)[0].lower(): d for d in deps}
+    assert [r for r in colab.COLAB_INSTALL if declared.get(r.split(">")[0].lower()) != r] == []
 
 
 def test_colab_cell_is_the_two_line_pattern():

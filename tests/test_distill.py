@@ -176,3 +176,15 @@ def test_command_line_runs_the_pipeline(tmp_path, corpus_file, capsys):
     assert (tmp_path / "smoke" / "student" / "config.json").exists()
     assert (tmp_path / "smoke" / "teacher" / "config.json").exists()
     assert (tmp_path / "smoke" / "teacher_adaptation.json").exists()
+    # the command line's student carries a full card: profile, data, its own measure
+    from distil_utils.modelcard import card_numbers
+
+    card = (tmp_path / "smoke" / "student" / "README.md").read_text()
+    assert "`smoke` profile" in card and "unknown" not in card
+    [result] = card_numbers(tmp_path / "smoke" / "student" / "README.md")
+    assert result["metric_value"] == pytest.approx(run["metrics"]["mlm_acc"], abs=1e-4)
+    assert result["metric_type"] == "accuracy" and result["task_type"] == "fill-mask"
+    [adapted] = card_numbers(tmp_path / "smoke" / "teacher" / "README.md")
+    report = json.loads((tmp_path / "smoke" / "teacher_adaptation.json").read_text())
+    assert adapted["metric_value"] == pytest.approx(report["metrics"]["after"]["mlm_acc"],
+                                                    abs=1e-4)

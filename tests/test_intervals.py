@@ -4,16 +4,26 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+from helpers import ROOT
 
 from distil_utils.intervals import (
     halfwidth,
+    mean_interval,
     metric_interval,
     paired_ratio,
     retention_interval,
     share_interval,
 )
+from distil_utils.metrics import glue_metrics, task_score
+from distil_utils.summary import collect, downstream_intervals
+
+# The CPU profile's committed results: the per-example scores, dev predictions and timed rounds
+# they hold are what their stored intervals were computed from.
+COMMITTED = ROOT / "results" / "cpu"
 
 
 def accuracy(p, y):
@@ -85,3 +95,83 @@ def test_retention_interval_survives_resamples_where_the_teacher_scores_zero():
     student = np.array([0.0] * 8 + [100.0, 100.0])
     low, high = retention_interval(mean, teacher, student, np.zeros(10), seed=0)
     assert low == low and high == high and low <= high  # finite resamples decide
+
+
+# --- the committed intervals come back from the committed data ---------------------------------
+# (resampling, seeding and percentiles unchanged since they were computed: agreement to 1e-6;
+# the MLM and the int8 / ablation difference intervals need per-sequence counts and
+# predictions that are not committed)
+
+def _committed(name):
+    return json.loads((COMMITTED / name).read_text(encoding="utf-8"))
+
+
+def _assert_same_rows(table, stored):
+    """Every stored row's numbers (NaN where NaN) and labels, recomputed, to 1e-6."""
+    rows = table.to_dict("records")
+    assert len(rows) == len(stored)
+    for ours, theirs in zip(rows, stored, strict=True):
+        for key, value in theirs.items():
+            if isinstance(value, float) and value != value:
+                assert ours.get(key) is None or ours[key] != ours[key], key
+            elif isinstance(value, (int, float)):
+                assert ours[key] == pytest.approx(value, abs=1e-6), (theirs, key)
+            else:
+                assert ours[key] == value, key
+
+
+def test_committed_downstream_intervals_come_back_from_the_per_example_scores():
+    # summary.json's table (seed 0): each score's interval and the paired retention intervals
+    stored = _committed("summary.json")["metrics"]["downstream intervals"]
+    assert any(r["retention 95% low"] == r["retention 95% low"] for r in stored)
+    _assert_same_rows(downstream_intervals(collect(COMMITTED)), stored)
+    # and each run's own intervals in 05_downstream.json, seeded with the run's seed
+    down = _committed("05_downstream.json")
+    checked = 0
+    for task in ("imdb", "squad"):
+        for run in down["metrics"][task].values():
+            for metric, interval in run["intervals"].items():
+                ours = mean_interval(run["per_example"][metric], seed=down["provenance"]["seed"])
+                assert ours == pytest.approx(interval, abs=1e-6), (task, metric)
+                checked += 1
+    assert checked == 8
+
+
+def test_committed_speedup_intervals_come_back_from_the_timed_rounds():
+    speed, deploy = _committed("speed.json")["metrics"], _committed("deploy.json")["metrics"]
+    passes = [*speed["passes"].values(), speed["paper_shapes"]["timing"], deploy["timing"]]
+    for timing in passes:
+        models = timing["models"]
+        for name, row in models.items():
+            ci = paired_ratio(models[timing["reference"]]["times"], row["times"])
+            assert [ci["low"], ci["high"]] == pytest.approx(row["paired_speedup_interval"],
+                                                            abs=1e-6), name
+            assert ci["median"] == pytest.approx(row["paired_speedup_median"], abs=1e-6)
+    t = deploy["timing"]["models"]
+    onnx = paired_ratio(t["teacher ONNX fp32"]["times"], t["student ONNX fp32"]["times"])
+    assert onnx == pytest.approx(deploy["onnx_fp32_speedup"], abs=1e-6)
+
+
+def _glue_dev(model, task):
+    return _committed(f"glue_{model}.json")["metrics"]["dev"][task][0]["validation"]
+
+
+@pytest.mark.parametrize("task", ["sst2", "rte"])  # accuracy: fast; the others agree to 1e-13 too
+def test_committed_glue_intervals_of_the_accuracy_tasks_come_back(task):
+    seed = _committed("glue_student.json")["provenance"]["seed"]
+    teacher, student = _glue_dev("teacher", task), _glue_dev("student", task)
+    for dev in (teacher, student):  # each dev record's own interval, seeded with the run's seed
+        ours = metric_interval(lambda p, y: glue_metrics(task, p, y)["accuracy"],
+                               dev["predictions"], dev["labels"], seed=seed)
+        assert ours == pytest.approx(dev["intervals"]["accuracy"], abs=1e-6)
+    row = next(r for r in _committed("summary.json")["metrics"]["glue intervals"]
+               if r["task"] == task)
+
+    def score(p, y):
+        return task_score(task, glue_metrics(task, p, y))
+
+    y = teacher["labels"]
+    assert metric_interval(score, student["predictions"], y) == pytest.approx(
+        (row["student 95% low"], row["student 95% high"]), abs=1e-6)
+    assert retention_interval(score, teacher["predictions"], student["predictions"], y) == \
+        pytest.approx((row["retention 95% low"], row["retention 95% high"]), abs=1e-6)

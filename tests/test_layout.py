@@ -13,10 +13,10 @@ from __future__ import annotations
 import ast
 import importlib
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "distil_utils"
@@ -42,7 +42,8 @@ TIERS: dict[str, int] = {
                     PRESENTATION),
     # the papermill runner and the installer: never imported by the tiers above
     **dict.fromkeys(["tools.reproduce", "tools.notebook_files", "tools.freshness",
-                     "tools.setup_env", "tools.colab", "tools.readme_numbers"], TOOLS),
+                     "tools.setup_env", "tools.colab", "tools.readme_numbers",
+                     "tools.publish"], TOOLS),
 }
 
 

@@ -45,3 +45,59 @@ def test_a_second_writer_is_refused_and_a_killed_one_leaves_no_lock(tmp_path, co
     assert third.returncode == 0, third.stderr
     assert not (out / ".glue_student.json.abc123.tmp").exists()
     assert not (out / ".student.tmp").exists()
+
+
+def test_the_lock_names_its_holder_lets_its_children_through_and_dies_with_it(tmp_path,
+                                                                           monkeypatch):
+    """One holder in a subprocess: this process is refused with the holder's record; killed
+    (SIGKILL on POSIX), it leaves the folder free; held here, a child started with this
+    environment passes, and giving the lock up removes the record."""
+    import json
+    import os
+
+    from distil_utils import results_io
+    from distil_utils.results_io import (
+        HOLDER_NAME,
+        LOCK_ENV,
+        ResultsLockedError,
+        lock_results,
+        unlock_results,
+    )
+
+    monkeypatch.delenv(LOCK_ENV, raising=False)
+    env = {k: v for k, v in subprocess_env().items() if k != LOCK_ENV}
+    out = tmp_path / "res"
+    holder = subprocess.Popen(_lock_script(out, "notebook 03_distillation", True), env=env,
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ResultsLockedError, match="being written by another run") as err:
+            lock_results(out, "here")
+        record = json.loads((out / HOLDER_NAME).read_text())
+        assert record["pid"] == holder.pid and record["what"] == "notebook 03_distillation"
+        assert set(record) == {"pid", "host", "what", "command", "since"}
+        assert f'"pid": {holder.pid}' in str(err.value) and "shut down" in str(err.value)
+    finally:
+        holder.kill()  # SIGKILL: no exit handler runs, the OS drops the lock
+        holder.wait()
+    assert (out / HOLDER_NAME).exists()  # a killed holder's record stays; the lock does not
+    try:
+        assert lock_results(out, "here") is True
+        assert json.loads((out / HOLDER_NAME).read_text())["pid"] == os.getpid()
+        assert lock_results(out, "again") is False  # held by this process already
+        assert str(out.resolve()) in os.environ[LOCK_ENV].split(os.pathsep)
+        child = subprocess.run(_lock_script(out, "kernel", False), cwd=ROOT, text=True,
+                               env={**env, LOCK_ENV: os.environ[LOCK_ENV]},
+                               capture_output=True, timeout=120)
+        assert child.returncode == 0 and child.stdout.strip() == "held", child.stderr
+        other = subprocess.run(_lock_script(out, "other", False), env=env, cwd=ROOT,
+                               capture_output=True, text=True, timeout=120)
+        assert other.returncode != 0 and '"what": "here"' in other.stderr
+    finally:
+        unlock_results(out)
+    assert not (out / HOLDER_NAME).exists() and LOCK_ENV not in os.environ
+    assert str(out.resolve()) not in results_io._HELD
+    free = subprocess.run(_lock_script(out, "next", False), env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert free.returncode == 0, free.stderr
+    assert not (out / HOLDER_NAME).exists()  # removed when that process ended

@@ -23,11 +23,15 @@ COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 # What a Colab runtime lacks of pyproject.toml's dependencies (Colab ships transformers 4.x
 # and no `evaluate`); pip upgrades only what does not satisfy these. The suite itself is
 # installed with --no-deps so that pip never touches Colab's own torch, Jupyter or ipykernel.
-COLAB_INSTALL = ("transformers>=5.0,<6", "datasets>=3.0", "evaluate>=0.4", "accelerate>=1.0")
+# pyproject's floors (tests/test_colab.py checks); transformers brings its huggingface_hub
+COLAB_INSTALL = ("transformers>=5.25,<6", "datasets>=5.2", "evaluate>=0.4", "accelerate>=1.16")
 # Dependencies Colab already has, and the ones a notebook on Colab does not use at all.
 COLAB_PROVIDED = ("torch", "tokenizers", "numpy", "scipy", "scikit-learn", "pandas",
-                  "matplotlib", "seaborn", "tqdm", "ipywidgets", "psutil", "tabulate")
-COLAB_UNUSED = ("jupyterlab", "ipykernel", "papermill")  # the runner and a local Jupyter
+                  "matplotlib", "seaborn", "tqdm", "ipywidgets", "psutil", "tabulate",
+                  "pyarrow", "filelock", "traitlets", "nbformat", "jupyter_client",
+                  "huggingface_hub")
+# the runner, a local Jupyter and the notebooks' output stripping
+COLAB_UNUSED = ("jupyterlab", "ipykernel", "papermill", "nbstripout")
 
 
 def in_colab() -> bool:

@@ -23,6 +23,11 @@ NOTEBOOKS = ROOT / "notebooks"
 RUNNER_PARAMETERS = ("PROFILE", "RESULTS_DIR")
 # Tags papermill leaves in an executed notebook; a source notebook must not carry them.
 PAPERMILL_TAGS = ("injected-parameters", "papermill-error-cell-tag")
+# Metadata `strip_outputs` removes besides outputs and counts (nbstripout's `extra_keys`):
+# papermill's, and what a JupyterLab session leaves (timings, collapsed/scrolled outputs).
+STRIPPED_KEYS = ("metadata.papermill", "metadata.widgets", "metadata.signature",
+                 *(f"cell.metadata.{key}" for key in ("papermill", "execution", "ExecuteTime",
+                                                       "collapsed", "scrolled")))
 DEFAULT_KERNEL = "python3"
 
 
@@ -204,24 +209,23 @@ def check_clean(path: str | Path, colab_cell: bool = True) -> list[str]:
 def strip_outputs(path: str | Path) -> bool:
     """Remove outputs, execution counts and papermill leftovers in place; True if it changed.
 
-    Cell tags are kept (the `parameters` tag is what papermill needs). Written atomically, and
-    only when something changed, so a clean notebook keeps its bytes and its timestamp.
+    Cell ids and tags are kept (the `parameters` tag is what papermill needs). Written
+    atomically, and only when something changed, so a clean notebook keeps its bytes and its
+    timestamp.
     """
     import nbformat
+    from nbstripout import strip_output
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     before = json.dumps(nb, sort_keys=True)
-    nb.cells = [c for c in nb.cells
-                if not set(PAPERMILL_TAGS) & set(c.get("metadata", {}).get("tags", []))]
-    for cell in nb.cells:
-        for key in ("papermill", "execution", "ExecuteTime", "collapsed", "scrolled"):
-            cell.metadata.pop(key, None)
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-    for key in ("papermill", "widgets", "signature"):
-        nb.metadata.pop(key, None)
+    # nbstripout does it (by hand before), ids kept as the pre-commit hook's --keep-id does (and,
+    # its convention, the outputs of a cell tagged `keep_output`: no notebook of the suite has
+    # one); one tag per call: nbstripout 0.9 drops the cells of only the last of several tags
+    for tag in PAPERMILL_TAGS:
+        strip_output(nb, keep_output=False, keep_count=False, keep_id=True,
+                     extra_keys=list(STRIPPED_KEYS), drop_tagged_cells=[tag],
+                     strip_init_cells=True)
     if json.dumps(nb, sort_keys=True) == before:
         return False
     _write_notebook(path, nb)

@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..artefacts import portable
 from ..config import PROFILES, ROOT, Config, get_config
 from ..results_io import (
     READ_LOG_ENV,
@@ -209,7 +210,7 @@ def _run_or_skip(path: Path, out: Path, injected: dict[str, Any], options: dict[
             return {**previous, "status": "skipped"}
     say(f"running again: {reason}" if reason else "running")
     record = {"notebook": path.name, "status": "running", "seconds": None,
-              "parameters": _jsonable(injected), "executed": str(executed),
+              "parameters": _jsonable(injected), "executed": portable(executed, out),
               "source_sha256": digest, "profile_sha256": settings,
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command,
               "versions": _versions(), "cell_timeout": options["execution_timeout"],
@@ -245,9 +246,10 @@ def _execute(path: Path, executed: Path, injected: dict[str, Any], options: dict
     import papermill as pm
 
     executed.parent.mkdir(parents=True, exist_ok=True)
-    # cwd: the notebook's own folder, as when it is opened in Jupyter.
-    pm.execute_notebook(str(path), str(executed), parameters=injected, cwd=str(path.parent),
-                        log_output=False, **options)
+    # cwd: the notebook's own folder, as when it is opened in Jupyter. The paths are given as
+    # seen from here: papermill records them in the executed copy.
+    pm.execute_notebook(os.path.relpath(path), os.path.relpath(executed), parameters=injected,
+                        cwd=str(path.parent), log_output=False, **options)
 
 
 def _kernel_transport() -> dict[str, Any]:

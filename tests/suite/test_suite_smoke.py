@@ -73,3 +73,58 @@ def test_same_seed_gives_identical_metrics_files(smoke_runs):
         ja, jb = json.loads((a / rel).read_text()), json.loads((b / rel).read_text())
         assert _strip(ja, str(a)) == _strip(jb, str(b)), \
             f"{rel} differs between two runs of the same seed"
+
+
+def test_every_card_parses_by_the_hubs_rules_and_tells_its_own_numbers(smoke_runs):
+    from huggingface_hub import ModelCard
+
+    from distil_utils.modelcard import card_numbers
+    from distil_utils.tasks import TASKS
+
+    out, _ = smoke_runs[0]
+    cards = sorted(out.glob("*/README.md")) + sorted(out.glob("finetuned/*/README.md"))
+    assert len(cards) >= 10
+
+    def metrics(name):
+        return json.loads((out / name).read_text())["metrics"]
+
+    glue = {m: metrics(f"glue_{m}.json") for m in ("teacher", "student")}
+    held = {r["model"]: r for r in metrics("03_distill.json")["held_out_mlm"]}
+    squad = metrics("05_downstream.json")["squad"]
+    checked = 0
+    for card in cards:
+        loaded = ModelCard.load(card)
+        assert loaded.data.license == "apache-2.0" and loaded.data.pipeline_tag, card
+        assert loaded.data.datasets and "profile-smoke" in loaded.data.tags, card
+        numbers = {r["metric_type"]: r["metric_value"] for r in card_numbers(card)}
+        model, _, task = card.parent.name.partition("_")
+        expected = {}
+        if card.parent.name == "student":
+            expected = {"accuracy": held["student, distilled"]["mlm_acc"]}
+        elif task in glue.get(model, {}).get("runs", {}):  # the first seed's model is saved
+            run = glue[model]["runs"][task][0]
+            expected = {{"pearson": "pearsonr"}.get(k, k): v for k, v in run.items()}
+        elif task == "squad":
+            expected = {k: squad[model][k] for k in ("exact_match", "f1")}
+        for key, value in expected.items():
+            assert numbers[key] == pytest.approx(value, abs=1e-3), (card, key)
+            checked += 1
+        if task in TASKS:
+            assert loaded.data.eval_results, card
+    assert checked >= 6
+
+
+def test_results_files_and_saved_configs_hold_no_machine_paths(smoke_runs):
+    out, _ = smoke_runs[0]
+    root = str(out.parent.parent)  # the run's temporary folder
+    files = [*out.glob("*.json"), *out.glob("config/*.json"), *out.glob("*/config.json"),
+             *out.glob("finetuned/*/config.json"), *out.glob("*/tokenizer_config.json")]
+    assert len(files) > 20
+
+    def body(obj):  # the command is what was typed: --results-dir names this run's folder
+        if isinstance(obj, dict):
+            return {k: body(v) for k, v in obj.items() if k != "command"}
+        return [body(v) for v in obj] if isinstance(obj, list) else obj
+
+    with_paths = [f.name for f in files if root in json.dumps(body(json.loads(f.read_text())))]
+    assert not with_paths, with_paths
