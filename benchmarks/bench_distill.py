@@ -414,9 +414,15 @@ def format_report(res: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------ CLI
-PROFILE_DEFAULTS = {"smoke": {"steps": 3, "rounds": 1, "tokenize": True, "tokenize_docs": 300},
-                    "cpu": {"steps": 8, "rounds": 2, "tokenize": True, "tokenize_docs": None},
-                    "paper": {"steps": 3, "rounds": 1, "tokenize": False, "tokenize_docs": None}}
+# peak_n: the side of the matmul that measures the peak (None: flops.matmul_peak's, 2048 on
+# a CPU). The smoke profile's models are tiny and a CPU without bf16 units takes ~20 s per
+# 2048³ bf16 product, 22 of them: 512 keeps its MFU column plumbing, in seconds.
+PROFILE_DEFAULTS = {"smoke": {"steps": 3, "rounds": 1, "tokenize": True, "tokenize_docs": 300,
+                              "peak_n": 512},
+                    "cpu": {"steps": 8, "rounds": 2, "tokenize": True, "tokenize_docs": None,
+                            "peak_n": None},
+                    "paper": {"steps": 3, "rounds": 1, "tokenize": False, "tokenize_docs": None,
+                              "peak_n": None}}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -455,7 +461,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     amp_dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     if device.type == "cuda":
         amp_dtypes["fp16"] = torch.float16
-    peaks = {k: matmul_peak(device, dt) for k, dt in amp_dtypes.items()}
+    peaks = {k: matmul_peak(device, dt, defaults["peak_n"]) for k, dt in amp_dtypes.items()}
     print(f"timing {steps} steps x {rounds} rounds per variant on {device} "
           f"({torch.get_num_threads()} threads); measured matmul peak " + ", ".join(
               f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in peaks.items()), flush=True)
@@ -463,7 +469,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                           names=names, peaks=peaks)
     # measured again after the runs, the best of both: other jobs on a shared machine lower
     # a single measurement, which would overstate the MFU
-    again = {k: max(v, matmul_peak(device, amp_dtypes[k])) for k, v in peaks.items()}
+    again = {k: max(v, matmul_peak(device, amp_dtypes[k], defaults["peak_n"]))
+             for k, v in peaks.items()}
     if again != peaks:
         peaks.update(again)
         add_mfu(bench, teacher.config, student.config, bench.pop("_grouped_batches"), peaks,

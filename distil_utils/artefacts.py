@@ -305,13 +305,18 @@ def save_model(model: torch.nn.Module, tokenizer: Any, path: str | Path,
     for file in tmp.iterdir():
         if file.is_file():
             file.chmod(mode)
-    if path.exists():
-        old = path.with_name(f".{path.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        path.rename(old)
-        tmp.rename(path)
+    # complete from here on: `.NAME.new` is what `results_io.clean_temporaries` puts in place
+    # of NAME when a kill cut the swap below, instead of deleting it with the old folder
+    new = path.with_name(f".{path.name}.new")
+    if new.exists():
+        shutil.rmtree(new)
+    tmp.rename(new)
+    old = path.with_name(f".{path.name}.old")
+    if old.exists():
         shutil.rmtree(old)
-    else:
-        tmp.rename(path)
+    if path.exists():
+        path.rename(old)
+    new.rename(path)
+    if old.exists():
+        shutil.rmtree(old)
     return path

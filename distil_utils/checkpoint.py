@@ -57,9 +57,9 @@ def load_checkpoint(path: str | Path, fingerprint: dict[str, Any]) -> dict[str, 
 def discard_finished(path: str | Path, fingerprint: dict[str, Any]) -> bool:
     """Remove `path` if it is a *finished* run's checkpoint with another fingerprint.
 
-    `fingerprint` lacks the loop's own keys (`max_steps`, `world`); the comparison leaves them
-    out. Returns True when it removed the file. A damaged file is left for `load_checkpoint`
-    to report.
+    `fingerprint` is the settings' (`training.run_fingerprint`), without the loop's own
+    `world` and with `max_steps` None where epochs derive it. Returns True when it removed the
+    file. A damaged file is left for `load_checkpoint` to report.
     """
     path = Path(path)
     if not path.is_file():
@@ -70,8 +70,11 @@ def discard_finished(path: str | Path, fingerprint: dict[str, Any]) -> bool:
         done = payload["step"] >= old.get("max_steps", float("inf"))
     except Exception:  # noqa: BLE001 (load_checkpoint names the problem when it is resumed)
         return False
+    # the loop adds its own max_steps (the settings' may be None: derived from epochs) and world
     loop_keys = {"max_steps", "world"}
-    same = {k: v for k, v in old.items() if k not in loop_keys} == fingerprint
+    same = {k: v for k, v in old.items() if k not in loop_keys} == \
+        {k: v for k, v in fingerprint.items() if k not in loop_keys} \
+        and fingerprint.get("max_steps") in (None, old.get("max_steps"))
     if done and not same:
         path.unlink()
         return True

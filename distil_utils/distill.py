@@ -41,8 +41,15 @@ from .masking import encoder_mask, masked_batch, masking_weights
 from .modelcard import add_results, card_facts, mlm_results
 from .recipe import plan, resolve
 from .results_io import ResultsLockedError, lock_results, read_result
-from .student import random_student, student_from_teacher
-from .teacher import build_teacher, check_vocab, load_teacher, prepare_tokenizer, teacher_is_saved
+from .student import check_layers, random_student, student_from_teacher
+from .teacher import (
+    build_teacher,
+    check_vocab,
+    load_teacher,
+    prepare_tokenizer,
+    teacher_depth,
+    teacher_is_saved,
+)
 from .training import (
     LossFn,
     StepLoss,
@@ -155,6 +162,12 @@ def prepare_corpus(cfg: Config, tokenizer: Any) -> tuple[Any, Any]:
     (`--prepare-corpus`), so no rank waits in a collective while another tokenises and
     `dist_timeout_s` can stay at minutes. Fills in the recipe's derived settings on `cfg`.
     """
+    if cfg.student_layers is not None and (depth := teacher_depth(cfg)) is not None:
+        try:  # before any tokenising or adaptation: the teacher's depth is in its config
+            check_layers(cfg.student_layers, depth)
+        except ValueError as err:
+            raise ValueError(f"setting student_layers {tuple(cfg.student_layers)}: {err} "
+                             f"(teacher {cfg.teacher!r})") from None
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > 1 and corpus_info(cfg) is None:
         raise CorpusNotPreparedError(
@@ -314,6 +327,20 @@ def parse_overrides(pairs: list[list[str]] | None) -> dict[str, Any]:
     return {declared_spelling(key, fields): parse_value(value) for key, value in pairs or []}
 
 
+# Folders of a profile's results that are not a student of this command's to (over)write.
+RESERVED_NAMES = ("teacher", "finetuned", "checkpoints", "corpus", "config", "notebooks",
+                  "figures", "ft_runs", "ft_epochs", "runs", "deploy", "models")
+
+
+def check_student_name(name: str) -> None:
+    """Refuse a `--name` that would overwrite one of the suite's own folders (the teacher...)."""
+    if name in RESERVED_NAMES or name.startswith(("ablation_", ".")) or "/" in name \
+            or "\\" in name or not name:
+        raise ValueError(f"--name {name!r} names a folder the suite keeps for something else "
+                         f"(reserved: {', '.join(RESERVED_NAMES)}, ablation_*, hidden or nested "
+                         "names): give the student its own name, e.g. --name student_long")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Distil a BERT teacher into a DistilBERT student.")
     ap.add_argument("--profile", default="smoke")
@@ -337,6 +364,7 @@ def main(argv: list[str] | None = None) -> None:
         prepare_corpus_only(ap, args)
         return
     try:  # every bad setting or output path is named here, before any work
+        check_student_name(args.name)
         cfg = config_from_cli(args.profile, args.param)
         if cfg.max_steps is not None and cfg.max_steps < 1:  # None: from epochs (recipe)
             raise ValueError(f"max_steps is {cfg.max_steps}: this command would train nothing "
@@ -349,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = prepare_tokenizer(cfg)
     try:
         train, held = prepare_corpus(cfg, tokenizer)
-    except CorpusNotPreparedError as err:
+    except (CorpusNotPreparedError, ValueError) as err:  # student_layers, a too-small corpus
         ap.exit(2, f"error: {err}\n")
     teacher, teacher_path, _ = prepare_teacher(cfg, tokenizer, train, held)
     student, history = run_distillation(cfg, teacher, tokenizer, train, name=args.name,

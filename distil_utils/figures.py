@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .paper import TABLE1_GLUE, TABLE2_DOWNSTREAM, TABLE3_SPEED, TABLE4_ABLATION
+from .results_io import atomic_write
 from .tasks import GLUE_TASKS, TASKS
 
 PAPER_MARK = dict(marker="D", color="black", linestyle="none", markersize=6, zorder=5)
@@ -48,8 +49,10 @@ def save(fig: Any, folder: str | Path, name: str) -> list[Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{name}.png", folder / f"{name}.svg"]
-    for p in paths:
-        fig.savefig(p, bbox_inches="tight", dpi=120 if p.suffix == ".png" else None)
+    for p in paths:  # whole or absent: a kernel killed inside savefig leaves no 0-byte PNG
+        atomic_write(p, lambda tmp, p=p: fig.savefig(
+            tmp, format=p.suffix[1:], bbox_inches="tight",
+            dpi=120 if p.suffix == ".png" else None))
     return paths
 
 
@@ -95,15 +98,18 @@ def attention_figure(tokens: Sequence[str], att: Any, layer: int, head: int) -> 
     return fig
 
 
-def init_figure(names: Sequence[str], loss: Sequence[float], acc: Sequence[float]) -> Any:
+def init_figure(names: Sequence[str], loss: Sequence[float], acc: Sequence[float],
+                acc_intervals: Sequence[Interval | None] | None = None) -> Any:
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.5), sharey=True, layout="constrained")
     y = np.arange(len(names))
     axes[0].barh(y, loss, color="C1")
-    axes[1].barh(y, acc, color="C0")
+    axes[1].barh(y, acc, color="C0", xerr=_yerr(acc, acc_intervals or [None] * len(acc)),
+                 **ERRORBAR)
     axes[0].set_yticks(y, names)
     axes[0].invert_yaxis()
     axes[0].set_xlabel("held-out masked-LM loss\n(nats per masked token, lower is better)")
-    axes[1].set_xlabel("held-out masked-token accuracy (%)")
+    axes[1].set_xlabel("held-out masked-token accuracy (%)"
+                       + (", 95% intervals" if acc_intervals else ""))
     axes[0].set_ylabel("initialisation")
     fig.suptitle("students before any training, beside their teacher")
     return fig

@@ -150,7 +150,8 @@ def check_output_dir(out: str | Path) -> Path:
 
 
 def clean_temporaries(out: str | Path) -> list[Path]:
-    """Remove what killed writes left (`.NAME.*.tmp` files, `.NAME.tmp`/`.NAME.old` folders).
+    """Remove what killed writes left (`.NAME.*.tmp` files, `.NAME.tmp`/`.NAME.old` folders),
+    after finishing a model folder's swap that was cut (`.NAME.new` is complete: it becomes NAME).
 
     Only called by the lock holder, the one writer of the folder, so nothing removed here can
     belong to a write in progress.
@@ -158,6 +159,15 @@ def clean_temporaries(out: str | Path) -> list[Path]:
     import shutil
 
     removed = []
+    for new in sorted(Path(out).rglob(".*.new")):  # a model swap a kill cut (artefacts)
+        target = new.with_name(new.name[1:].removesuffix(".new"))
+        if new.is_dir() and target.exists():
+            old = new.with_name(f".{target.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            target.rename(old)  # removed below
+        if new.is_dir():
+            new.rename(target)
     for path in sorted(Path(out).rglob(".*"), key=lambda p: len(p.parts), reverse=True):
         if path.name.endswith((".tmp", ".old")) and path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()

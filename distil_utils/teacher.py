@@ -137,6 +137,17 @@ def build_teacher(cfg: Config, tokenizer: Any, name: str | None = None, *,
     return teacher
 
 
+def teacher_depth(cfg: Config) -> int | None:
+    """The profile teacher's number of layers from its config alone (no weights read), or
+    None where the config cannot be read yet (the loader names that problem when it loads)."""
+    if cfg.teacher == "tiny":
+        return cfg.tiny_layers
+    try:
+        return AutoConfig.from_pretrained(resolve_model(str(cfg.teacher))).num_hidden_layers
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def teacher_is_saved(cfg: Config) -> bool:
     """Whether the profile's teacher is saved under results/<profile>/teacher (adapted, or the
     tiny random one, which later notebooks must load by path), rather than used as named."""

@@ -97,3 +97,24 @@ def test_results_files_hold_no_machine_paths_and_moved_folders_are_still_judged(
     artefacts.write_stamp(moved / "student", artefacts.make_stamp("student", {"seed": 2}, {}))
     assert artefacts.stale_models(data["provenance"], moved) == ["student (student)"]
     assert artefacts.stale_models(data["provenance"], cfg.out) == []
+
+
+@pytest.mark.parametrize("cut", ["before the old folder moved", "after the old folder moved"])
+def test_a_model_swap_cut_by_a_kill_keeps_the_complete_new_folder(tmp_path, cut, tokenizer):
+    """save_model writes NAME's new folder completely, then swaps it in; a kill inside the swap
+    leaves `.NAME.new` (complete), which the next writer's clean-up puts in place."""
+    from helpers import make_tiny_bert
+
+    from distil_utils.results_io import clean_temporaries
+
+    out = tmp_path / "smoke"
+    path = artefacts.save_model(make_tiny_bert(layers=2), tokenizer, out / "student",
+                                artefacts.make_stamp("student", {"seed": 1}, {}))
+    newer = artefacts.save_model(make_tiny_bert(layers=2), tokenizer, out / "newer",
+                                 artefacts.make_stamp("student", {"seed": 2}, {}))
+    newer.rename(out / ".student.new")  # the swap was cut: a complete new folder beside...
+    if cut == "after the old folder moved":
+        path.rename(out / ".student.old")  # ...the old one, moved aside or not yet
+    clean_temporaries(out)
+    assert artefacts.read_stamp(out / "student")["settings"] == {"seed": 2}
+    assert sorted(p.name for p in out.iterdir()) == ["student"]

@@ -4,6 +4,7 @@ against the float32 triple loss), the cached teacher, resume, and the command li
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import pytest
@@ -133,6 +134,15 @@ def test_command_line_refuses_no_op_and_bad_values_before_any_work(tmp_path, cor
     with pytest.raises(SystemExit):
         main(["--profile", "smoke", "-p", "results_dir", str(tmp_path)])
     assert "checkpoints is a file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # checked against the teacher's depth, first
+        main(["--profile", "smoke", "-p", "results_dir", str(tmp_path / "l"), "-p",
+              "student_layers", "(0, 7)"])
+    assert info.value.code == 2 and "student_layers (0, 7)" in capsys.readouterr().err
+    assert not (tmp_path / "l" / "smoke" / "corpus").exists(), "checked before tokenising"
+    for name in ("teacher", "finetuned", "ablation_without_l_ce", "../elsewhere"):
+        with pytest.raises(SystemExit) as info:  # the suite's own folders are not a student's
+            main(["--profile", "smoke", "-p", "results_dir", str(tmp_path), "--name", name])
+        assert info.value.code == 2 and "--name" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # ~4 s
@@ -162,6 +172,30 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, corpus_file, tokenize
     assert again == hist_b
     from transformers import DistilBertForMaskedLM
     assert DistilBertForMaskedLM.from_pretrained(cfg_a.out / "student").config.n_layers == 2
+
+
+@pytest.mark.slow  # ~4 s
+def test_a_finished_run_is_not_made_again_for_nothing(tmp_path, corpus_file, tokenizer, capsys):
+    """The student folder lost after its run finished: the finished checkpoint is found again
+    and 0 steps are trained (it was discarded as "other settings" and everything re-trained)."""
+    import shutil
+
+    cfg = smoke_config(tmp_path, corpus_file, preset="distill")
+    train, _ = prepare_corpus(cfg, tokenizer)
+    teacher = smoke_teacher(tokenizer, cfg)
+    student, history = run_distillation(cfg, teacher, tokenizer, train)
+    shutil.rmtree(cfg.out / "student")
+    steps = []
+    again, history_again = run_distillation(cfg, teacher, tokenizer, train, on_log=steps.append)
+    assert "starting anew" not in capsys.readouterr().out
+    assert steps == [] and history_again == history  # nothing trained: the checkpoint's history
+    for (n, a), (_, b) in zip(student.state_dict().items(), again.state_dict().items(),
+                              strict=True):
+        assert torch.equal(a, b), n
+    # other settings: a finished checkpoint is a shortcut no longer, and is discarded
+    other = dataclasses.replace(cfg, temperature=cfg.temperature + 1)
+    run_distillation(other, teacher, tokenizer, train)
+    assert "starting anew" in capsys.readouterr().out
 
 
 @pytest.mark.slow  # ~4 s

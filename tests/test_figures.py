@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 
 from distil_utils import figures  # noqa: E402
 
@@ -86,6 +87,10 @@ def test_numbers_with_intervals_are_drawn_with_their_error_bars():
     assert len(_bars_with_error(fig.axes[0])) == 1
     assert fig.axes[0].get_xlim()[1] >= 1.93  # the interval fits on the axis
     plt.close(fig)
+    fig = figures.init_figure(["teacher", "random"], [5.0, 9.0], [30.0, 1.0],
+                              acc_intervals=[(28.0, 32.0), (0.5, 1.6)])
+    assert _bars_with_error(fig.axes[0]) == [] and len(_bars_with_error(fig.axes[1])) == 1
+    plt.close(fig)
 
 
 def test_every_figure_lays_itself_out_and_the_retention_legend_covers_no_label():
@@ -112,3 +117,25 @@ def test_every_figure_lays_itself_out_and_the_retention_legend_covers_no_label()
         assert not legend.overlaps(text.get_window_extent(renderer)), text.get_text()
     for f in made:
         plt.close(f)
+
+
+def test_a_figure_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A kill inside savefig (here: an error after half the bytes) leaves the previous file
+    and no temporary beside it, never a truncated PNG."""
+    fig = figures.init_figure(["a"], [1.0], [2.0])
+    png, _ = figures.save(fig, tmp_path, "f")
+    before = png.read_bytes()
+    real = fig.savefig
+
+    def cut(path, **kw):
+        real(path, **kw)
+        with open(path, "r+b") as fh:
+            fh.truncate(10)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fig, "savefig", cut)
+    with pytest.raises(KeyboardInterrupt):
+        figures.save(fig, tmp_path, "f")
+    assert png.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == \
+        ["f.png", "f.svg"]
+    plt.close(fig)

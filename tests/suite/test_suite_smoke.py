@@ -121,9 +121,9 @@ def test_results_files_and_saved_configs_hold_no_machine_paths(smoke_runs):
              *out.glob("finetuned/*/config.json"), *out.glob("*/tokenizer_config.json")]
     assert len(files) > 20
 
-    def body(obj):  # the command is what was typed: --results-dir names this run's folder
+    def body(obj):  # the command and parameters are what was typed: this run's RESULTS_DIR
         if isinstance(obj, dict):
-            return {k: body(v) for k, v in obj.items() if k != "command"}
+            return {k: body(v) for k, v in obj.items() if k not in ("command", "parameters")}
         return [body(v) for v in obj] if isinstance(obj, list) else obj
 
     with_paths = [f.name for f in files if root in json.dumps(body(json.loads(f.read_text())))]
