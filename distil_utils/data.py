@@ -134,6 +134,9 @@ def tokenize_corpus(docs: Any, tokenizer: Any, max_seq_len: int, min_seq_len: in
     ds = docs.map(_splitter(tokenizer, max_seq_len, min_seq_len), batched=True,
                   batch_size=1000, remove_columns=docs.column_names, num_proc=num_proc,
                   desc="tokenise")
+    if len(ds) == 0 and not any(str(t).strip() for t in docs["text"]):
+        raise ValueError(f"the corpus holds no text: its {len(docs)} documents are blank or "
+                         "whitespace; check the corpus setting names the files you meant")
     if len(ds) == 0:
         raise ValueError(f"no sequence of the corpus reaches min_seq_len={min_seq_len} tokens: "
                          "lower min_seq_len or use a corpus with longer documents")
@@ -166,7 +169,12 @@ def corpus_cache_dir(cfg: Config, tokenizer_name: str | None = None) -> Path:
 def corpus_info(cfg: Config) -> dict[str, Any] | None:
     """The cached corpus's summary (sequence and token counts), or None if not built yet."""
     meta = corpus_cache_dir(cfg) / "meta.json"
-    return json.loads(meta.read_text()) if meta.exists() else None
+    if not meta.exists():
+        return None
+    try:
+        return json.loads(meta.read_text())
+    except (ValueError, OSError) as err:
+        raise ValueError(_damaged_cache(meta.parent, err)) from None
 
 
 def prepare_sequences(cfg: Config, tokenizer: Any) -> tuple[Any, Any]:
@@ -200,9 +208,17 @@ def prepare_sequences(cfg: Config, tokenizer: Any) -> tuple[Any, Any]:
             tmp.rename(final)
         except OSError:  # another process finished first: its copy is the same
             shutil.rmtree(tmp, ignore_errors=True)
-    train = datasets.load_from_disk(str(final / "train")).with_format("python")
-    held = datasets.load_from_disk(str(final / "held")).with_format("python")
+    try:
+        train = datasets.load_from_disk(str(final / "train")).with_format("python")
+        held = datasets.load_from_disk(str(final / "held")).with_format("python")
+    except Exception as err:  # a deleted or truncated Arrow file: pyarrow raises many kinds
+        raise ValueError(_damaged_cache(final, err)) from None
     return train, held
+
+
+def _damaged_cache(folder: Path, err: BaseException) -> str:
+    return (f"the tokenised-corpus cache {folder} is damaged ({type(err).__name__}: "
+            f"{str(err)[:200]}): delete that folder and run again, it is rebuilt")
 
 
 def token_counts_of(ds: Any, vocab_size: int) -> np.ndarray:

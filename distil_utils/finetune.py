@@ -41,7 +41,7 @@ from .metrics import glue_macro_score, glue_metrics, load_metric, task_score
 from .modelcard import card_facts, finetune_results
 from .results_files import GLUE_MODEL
 from .results_io import atomic_write
-from .tasks import GLUE_METRICS, TASKS, check_glue_task, label_kwargs
+from .tasks import DATASETS, GLUE_METRICS, TASKS, check_glue_task, check_task_split, label_kwargs
 
 EVAL_BATCH_SIZE = 64
 # what `Trainer.save_metrics` writes, copied beside a saved model (`save_metrics`)
@@ -188,6 +188,10 @@ def glue_splits(task: str, cfg: Config) -> tuple[Any, dict[str, Any]]:
                     cfg.seed)
     evals = {s: subset(load_split(f"glue/{task}", s, cfg.data_dir), cfg.ft_max_eval, cfg.seed)
              for s in TASKS[task].eval_splits}
+    for split, ds in {"train": train, **evals}.items():  # before any tokenising or training
+        where = (str(local_files(f"glue/{task}", split, cfg.data_dir)) if cfg.data_dir
+                 else DATASETS[f"glue/{task}"].hub)
+        check_task_split(task, split, ds, where)
     return train, evals
 
 

@@ -69,8 +69,16 @@ def finished(cfg: Any, rid: str, stamp: dict[str, Any], output_dir: Path | None 
     path = _record_path(cfg, rid)
     if not path.is_file():
         return None
-    record = read_json(path)
-    if record.get("stamp", {}).get("digest") != stamp["digest"]:
+    try:
+        record = read_json(path)
+    except ValueError:  # damaged JSON: a cache entry, so the run is made again
+        record = None
+    if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict) \
+            or not isinstance(record.get("stamp"), dict):
+        print(f"[fine-tune] {path} is not a finished run's record (damaged?): running {rid} "
+              "again", flush=True)
+        return None
+    if record["stamp"].get("digest") != stamp["digest"]:
         return None
     if output_dir is not None and not is_current(output_dir, stamp):
         return None

@@ -6,7 +6,6 @@ Kept here so every notebook starts the same way and the set-up itself is tested.
 from __future__ import annotations
 
 import ast
-import json
 import logging
 import os
 import random
@@ -16,7 +15,7 @@ from typing import Any
 from .artefacts import portable
 from .config import PROFILES, Config, get_config
 from .figures import save
-from .results_io import lock_results, versions, write_json
+from .results_io import lock_results, read_json, versions, write_json
 from .validation import declared_spelling
 
 
@@ -117,7 +116,10 @@ def check_results_dir(cfg: Config) -> None:
     marker = cfg.out / "PROFILE.json"
     mine = {"profile": cfg.profile, "teacher": cfg.teacher}
     if marker.exists():
-        theirs = json.loads(marker.read_text())
+        theirs = read_json(marker)  # damaged: an error naming the file and the fix
+        if not isinstance(theirs, dict):
+            raise ResultsDirError(f"{marker} is not a profile marker ({theirs!r}): delete it "
+                                  "(it is written again) if this folder holds this profile")
         if theirs != mine:
             raise ResultsDirError(
                 f"{cfg.out} holds results of {theirs}, not {mine}. Use another RESULTS_DIR, "

@@ -9,6 +9,7 @@ figures all read these tables; a new GLUE-like task is one `Task` line here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -105,3 +106,31 @@ def label_kwargs(task: str) -> dict[str, dict]:
     """`id2label` / `label2id` for `from_pretrained` of a `task` classifier."""
     names = TASKS[task].labels
     return {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+
+
+def check_task_split(task: str, split: str, ds: Any, where: str) -> None:
+    """Refuse a split a task cannot be scored on: a missing text or label column, no rows, or
+    a label outside the task's (ids 0..n-1; STS-B's similarity 0..5). `where` names the file
+    (or Hub repository) in the error, with the row and the fix."""
+    spec = TASKS[task]
+    need = [c for c in (*spec.text, "label") if c]
+    missing = [c for c in need if c not in ds.column_names]
+    fix = "fix the file, or point data_dir at a copy in the Hub's column schema"
+    if missing:
+        raise ValueError(f"{where}: {spec.display} {split} has no column(s) {missing} (it has "
+                         f"{ds.column_names}): {fix}")
+    if len(ds) == 0:
+        raise ValueError(f"{where}: {spec.display} {split} has no rows: {fix}")
+    labels = ds["label"]
+    if spec.num_labels == 1:  # regression: STS-B's 0..5 similarity
+        bad = [i for i, y in enumerate(labels) if isinstance(y, bool)
+               or not isinstance(y, (int, float)) or not 0 <= y <= 5]
+        allowed = "a number from 0 to 5"
+    else:
+        bad = [i for i, y in enumerate(labels) if isinstance(y, bool) or not isinstance(y, int)
+               or not 0 <= y < spec.num_labels]
+        allowed = "one of " + ", ".join(f"{i} ({n})" for i, n in enumerate(spec.labels))
+    if bad:
+        raise ValueError(f"{where}: {spec.display} {split} row {bad[0]} has label "
+                         f"{labels[bad[0]]!r} ({len(bad)} such rows); a label is {allowed}: "
+                         f"{fix}")

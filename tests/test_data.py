@@ -66,6 +66,11 @@ def test_empty_corpus_and_corpus_too_short(tmp_path, tokenizer):
     docs, _ = load_corpus(cfg)
     with pytest.raises(ValueError, match="no sequence of the corpus reaches min_seq_len"):
         tokenize_corpus(docs, tokenizer, 64, 8)
+    (tmp_path / "blank.txt").write_text("   \n\t\n  \n   \n")
+    blank, _ = load_corpus(get_config("smoke", corpus=(str(tmp_path / "blank.txt"),),
+                                      corpus_max_docs=None, heldout_docs=1))
+    with pytest.raises(ValueError, match="holds no text"):
+        tokenize_corpus(blank, tokenizer, 64, 4)
     with pytest.raises(ValueError, match="nothing is left to train on"):
         load_corpus(get_config("smoke", corpus=(str(tmp_path / "c.txt"),),
                                corpus_max_docs=None, heldout_docs=5))
@@ -123,6 +128,15 @@ def test_the_corpus_is_tokenised_once_and_shared(tmp_path, pipeline_corpus, toke
     sub = train.select(range(10))
     assert np.array_equal(data.token_counts_of(sub, len(tokenizer)),
                           token_counts(sub["input_ids"], len(tokenizer)))
+    del train, again, sub  # memory-mapped from the files damaged below
+    # a damaged cache is named, with the fix (a deleted Arrow file, a truncated one)
+    arrow = next((cache / "train").glob("*.arrow"))
+    arrow.write_bytes(arrow.read_bytes()[:100])
+    with pytest.raises(ValueError, match=f"cache {cache} is damaged.*delete that folder"):
+        data.prepare_sequences(cfg, tokenizer)
+    arrow.unlink()
+    with pytest.raises(ValueError, match="is damaged"):
+        data.prepare_sequences(cfg, tokenizer)
 
 
 def test_batches_cover_every_sequence_once_per_epoch_over_ranks(tmp_path, pipeline_corpus,

@@ -26,6 +26,10 @@ def test_setup_records_config_and_refuses_another_profiles_results(tmp_path):
         setup("cpu", "01_x", results_dir=str(tmp_path))
     with pytest.raises(ResultsDirError, match="teacher"):
         setup("smoke", "01_x", results_dir=str(tmp_path), teacher="bert-base-uncased")
+    for damaged in ("{not json", "[]"):  # a damaged marker is named, with the fix
+        (tmp_path / "cpu" / "PROFILE.json").write_text(damaged)
+        with pytest.raises((ValueError, ResultsDirError), match="PROFILE.json.*delete it"):
+            setup("cpu", "01_x", results_dir=str(tmp_path))
 
 
 # --- the parameters a notebook reads (issue 24: one spelling, a profile without editing) -----
