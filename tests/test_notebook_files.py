@@ -81,3 +81,17 @@ def test_strip_outputs_drops_both_papermill_cells_and_session_metadata(tmp_path)
     assert kept.metadata == {"tags": ["mine"], "custom": {"kept": True}}
     assert not {"papermill", "widgets", "signature"} & set(out.metadata)
     assert check_clean(path, colab_cell=False) == []
+
+
+def test_a_failure_is_described_even_when_its_executed_copy_is_damaged(tmp_path):
+    """The runner's failure path must not fail itself on a copy the failure cut short (a full
+    disk, a killed kernel): it names the notebook and the error, without a cell."""
+    from distil_utils.tools.notebook_files import _describe_failure
+
+    source = ROOT / "notebooks" / "01_teacher_inspection.ipynb"
+    executed = tmp_path / "01_teacher_inspection.ipynb"
+    for damaged in ("", '{"cells": [{"cell_ty'):
+        executed.write_text(damaged)
+        cell, first, message = _describe_failure(OSError("No space left on device"), source,
+                                                 executed)
+        assert cell is None and "damaged executed copy" in message and "No space" in message

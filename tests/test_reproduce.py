@@ -203,7 +203,7 @@ def test_skip_done_says_why_a_notebook_runs_again(tmp_path):
     out = tmp_path / "smoke"
     (out / "notebooks").mkdir(parents=True)
     executed = out / "notebooks" / "01_a.ipynb"
-    executed.write_text("{}")
+    executed.write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
     (out / "a.json").write_text("1")
     done = {"status": "ok", "parameters": {"PROFILE": "smoke"}, "source_sha256": "s",
             "profile_sha256": "p", "files": {"a.json": fingerprint(out / "a.json")}}
@@ -223,6 +223,11 @@ def test_skip_done_says_why_a_notebook_runs_again(tmp_path):
     assert why() == "a.json changed since it ran"
     (out / "a.json").unlink()
     assert why() == "a.json is missing since it ran"
+    (out / "a.json").write_text("1")
+    whole = executed.read_text()
+    for damaged in ("", whole[:20]):  # emptied, cut off: as good as missing
+        executed.write_text(damaged)
+        assert why() == "its executed copy 01_a.ipynb is damaged (empty or not a notebook)"
     executed.unlink()
     assert "executed copy" in why()
 

@@ -292,7 +292,9 @@ def _describe_failure(err: BaseException, source: Path,
         what = f"{err.ename}: {err.evalue}"
     else:  # the kernel died, a cell timed out, Ctrl-C, the kernel did not start...
         cell, first = _last_started_cell(source, executed)
-        where = f"cell {cell} «{first}»" if cell is not None else "start-up (no cell ran)"
+        where = (f"cell {cell} «{first}»" if cell is not None else
+                 "start-up (no cell ran)" if not executed.exists() or _readable(executed) else
+                 "a cell its damaged executed copy does not show")
         what = f"{type(err).__name__}: {err}".strip().rstrip(":")
         if "DeadKernel" in type(err).__name__:
             what += " (out of memory? on mybinder.org use the binder profile)"
@@ -315,12 +317,25 @@ def _last_started_cell(source: Path, executed: Path) -> tuple[int | None, str]:
 
     if not executed.exists():
         return None, ""
-    nb = nbformat.read(executed, as_version=4)
+    try:
+        nb = nbformat.read(executed, as_version=4)
+    except Exception:  # noqa: BLE001  (a copy cut by the failure itself, e.g. a full disk)
+        return None, ""
     started = [i for i, c in enumerate(nb.cells)
                if c.get("metadata", {}).get("papermill", {}).get("start_time")]
     if not started:
         return None, ""
     return _source_index(source, started[-1]), _first_line(nb.cells[started[-1]].source)
+
+
+def _readable(executed: Path) -> bool:
+    import nbformat
+
+    try:
+        nbformat.read(executed, as_version=4)
+    except Exception:  # noqa: BLE001
+        return False
+    return True
 
 
 def _first_line(source: str) -> str:

@@ -230,7 +230,10 @@ def _run_or_skip(path: Path, out: Path, injected: dict[str, Any], options: dict[
             message += f"\n  cell timeout: {limit} s; for longer: --cell-timeout SECONDS (0: none)"
         record |= {"status": "failed", "seconds": round(time.perf_counter() - t0, 1),
                    "cell": cell, "cell_source": first, "error": message}
-        _log(out, log, record)
+        try:
+            _log(out, log, record)
+        except OSError as log_err:  # e.g. the full disk that failed the notebook
+            message += f"\n  (the run log could not be written either: {log_err})"
         if not isinstance(err, Exception):  # KeyboardInterrupt: logged, then let it through
             raise
         raise SuiteError(f"{message}\n  after fixing it, resume with: {command} --skip-done",
