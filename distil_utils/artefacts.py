@@ -195,6 +195,42 @@ def write_stamp(folder: str | Path, stamp: dict[str, Any], **extra: Any) -> Path
                       {**stamp, **extra, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def weights_record(folder: str | Path) -> dict[str, dict[str, Any]]:
+    """{weights file: sha256, size, mtime} of a model folder, taken once when it is saved."""
+    out = {}
+    for f in sorted(Path(folder).iterdir()):
+        if f.is_file() and f.suffix in WEIGHT_SUFFIXES:
+            st = f.stat()
+            out[f.name] = {"sha256": _sha256(f), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return out
+
+
+def weights_problem(folder: str | Path, stamp: dict[str, Any]) -> str | None:
+    """Why the folder's weights are not the ones saved with its stamp, or None. A file whose
+    size and time are as recorded is trusted; any other is hashed again (a copy of another
+    model's weights keeps the size, never the content)."""
+    for name, rec in (stamp.get("weights") or {}).items():
+        f = Path(folder) / name
+        if not f.is_file():
+            return f"its weights file {name} is missing"
+        st = f.stat()
+        if (st.st_size, st.st_mtime_ns) != (rec["size"], rec["mtime_ns"]) \
+                and _sha256(f) != rec["sha256"]:
+            return f"its weights file {name} is not the one saved with its stamp"
+    return None
+
+
 def read_stamp(folder: str | Path) -> dict[str, Any] | None:
     """The stamp of a model folder, or None when it has none (or no folder exists)."""
     path = Path(folder) / STAMP
@@ -207,7 +243,14 @@ def read_stamp(folder: str | Path) -> dict[str, Any] | None:
 def artefact_digest(name_or_path: str | Path) -> str:
     """The digest of a stamped folder, else of the name itself (a Hub model used as is)."""
     stamp = read_stamp(name_or_path) if Path(str(name_or_path)).is_dir() else None
-    return stamp["digest"] if stamp else digest({"model": str(name_or_path)})
+    if not stamp:
+        return digest({"model": str(name_or_path)})
+    if not stamp.get("weights"):  # saved before weights were recorded
+        return stamp["digest"]
+    if weights_problem(name_or_path, stamp):  # other weights under this stamp: another model
+        return digest({"stamp": stamp["digest"], "weights": "changed since saved"})
+    return digest({"stamp": stamp["digest"],
+                   "weights": {k: v["sha256"] for k, v in stamp["weights"].items()}})
 
 
 def stale_reason(folder: str | Path, expected: dict[str, Any]) -> str | None:
@@ -222,7 +265,8 @@ def stale_reason(folder: str | Path, expected: dict[str, Any]) -> str | None:
     if stamp is None:
         return f"{folder} has no {STAMP} (made by an older version of the suite)"
     if stamp.get("digest") == expected["digest"]:
-        return None
+        problem = weights_problem(folder, stamp)
+        return f"{folder}: {problem} (made again or overwritten)" if problem else None
     diffs = []
     for part in ("settings", "inputs"):
         old, new = stamp.get(part, {}), expected[part]
@@ -294,8 +338,8 @@ def save_model(model: torch.nn.Module, tokenizer: Any, path: str | Path,
     if tokenizer is not None:
         model.config.distil_vocab_sha256 = vocab_digest(tokenizer)
     model.save_pretrained(tmp)
-    if stamp is not None:
-        write_stamp(tmp, stamp, **stamp_extra)
+    if stamp is not None:  # with the weights' digests: they are part of the model's identity
+        write_stamp(tmp, stamp, weights=weights_record(tmp), **stamp_extra)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
         _drop_load_flags(tmp)

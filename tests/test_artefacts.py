@@ -118,3 +118,27 @@ def test_a_model_swap_cut_by_a_kill_keeps_the_complete_new_folder(tmp_path, cut,
     clean_temporaries(out)
     assert artefacts.read_stamp(out / "student")["settings"] == {"seed": 2}
     assert sorted(p.name for p in out.iterdir()) == ["student"]
+
+
+def test_weights_are_part_of_a_models_identity(tmp_path, tokenizer):
+    """Another model's weights copied over a stamped folder (the stamp kept) are caught: the
+    folder is stale, its digest changes (so results files describing it are stale too)."""
+    import shutil
+
+    from helpers import make_tiny_bert
+
+    stamp = artefacts.make_stamp("student", {"seed": 1}, {})
+    path = artefacts.save_model(make_tiny_bert(layers=2), tokenizer, tmp_path / "student", stamp)
+    other = artefacts.save_model(make_tiny_bert(layers=2, seed=5), tokenizer, tmp_path / "row",
+                                 artefacts.make_stamp("student", {"seed": 2}, {}))
+    recorded = artefacts.read_stamp(path)["weights"]["model.safetensors"]
+    assert recorded["size"] > 0 and len(recorded["sha256"]) == 64
+    assert artefacts.is_current(path, stamp)
+    before = artefacts.artefact_digest(path)
+    os.utime(path / "model.safetensors")  # touched, same bytes: still the same model
+    assert artefacts.is_current(path, stamp) and artefacts.artefact_digest(path) == before
+    shutil.copy(other / "model.safetensors", path / "model.safetensors")
+    assert "not the one saved with its stamp" in artefacts.stale_reason(path, stamp)
+    assert artefacts.artefact_digest(path) != before
+    (path / "model.safetensors").unlink()
+    assert "is missing" in artefacts.stale_reason(path, stamp)

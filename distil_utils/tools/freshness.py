@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..artefacts import STAMP
+from ..artefacts import STAMP, WEIGHT_SUFFIXES
 from ..config import get_config
 from ..results_io import versions, write_json
 
@@ -41,8 +41,11 @@ def fingerprint(path: Path) -> str | None:
             return None
         # the model card (README.md) is left out: notebook 07 refreshes every card with the
         # latest metrics, which is documentation, not a new model for 01-06 to re-run for
-        sizes = sorted((f.name, f.stat().st_size) for f in path.iterdir()
-                       if f.is_file() and f.name != CARD)
+        # weights files also by their time: another model's weights copied over these keep
+        # the size (the stamp's weights digests catch it when the model is reused)
+        sizes = sorted((f.name, f.stat().st_size,
+                        f.stat().st_mtime_ns if f.suffix in WEIGHT_SUFFIXES else None)
+                       for f in path.iterdir() if f.is_file() and f.name != CARD)
         return hashlib.sha256(stamp.read_bytes() + repr(sizes).encode()).hexdigest()
     if not path.is_file():
         return None
