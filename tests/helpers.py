@@ -187,3 +187,15 @@ def write_notebook(path: Path, body: str,
                                  "language": "python"}
     nbformat.write(nb, path)
     return path
+
+
+def random_sequences(n: int = 300, seed: int = 0, vocab: int = 30000):
+    """`n` tokenised sequences ([CLS] 4-30 random ids [SEP]) as `prepare_sequences` returns
+    them: a python-formatted Dataset with `input_ids` and `length`."""
+    import datasets
+
+    rng = random.Random(seed)
+    seqs = [[101] + [rng.randrange(1000, vocab) for _ in range(rng.randint(4, 30))] + [102]
+            for _ in range(n)]
+    return datasets.Dataset.from_dict({"input_ids": seqs, "length": [len(s) for s in seqs]}
+                                      ).with_format("python")

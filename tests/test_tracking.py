@@ -7,10 +7,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import random
 
 import pytest
-from helpers import confident_pair, prepared_run, smoke_config
+from helpers import confident_pair, prepared_run, random_sequences, smoke_config
 
 from distil_utils import config as config_module
 from distil_utils.artefacts import provenance, student_stamp, teacher_stamp
@@ -87,14 +86,9 @@ def test_fine_tuning_logs_nothing_without_trackers(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------- the loop
-def _seqs(n=60, seed=0, vocab=30000):
-    import datasets
 
-    rng = random.Random(seed)
-    seqs = [[101] + [rng.randrange(1000, vocab) for _ in range(rng.randint(4, 30))] + [102]
-            for _ in range(n)]
-    return datasets.Dataset.from_dict({"input_ids": seqs, "length": [len(s) for s in seqs]}
-                                      ).with_format("python")
+def _seqs(n=60, seed=0, vocab=30000):
+    return random_sequences(n, seed, vocab)
 
 
 @pytest.mark.usefixtures("one_thread")

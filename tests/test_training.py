@@ -6,11 +6,17 @@ host memory stays flat over many steps."""
 from __future__ import annotations
 
 import copy
-import random
 
 import pytest
 import torch
-from helpers import confident_pair, id_batch, make_tiny_bert, prepared_run, smoke_config
+from helpers import (
+    confident_pair,
+    id_batch,
+    make_tiny_bert,
+    prepared_run,
+    random_sequences,
+    smoke_config,
+)
 from torch.distributed.utils import _to_kwargs
 
 from benchmarks.bench_distill import rss_mb
@@ -180,14 +186,9 @@ def test_non_finite_loss_stops_the_run_before_anything_is_saved(tmp_path, corpus
     assert not (cfg.out / "checkpoints" / "student.pt").exists()
 
 
-def _seqs(n=300, seed=0, vocab=30000):
-    import datasets
 
-    rng = random.Random(seed)
-    seqs = [[101] + [rng.randrange(1000, vocab) for _ in range(rng.randint(4, 30))] + [102]
-            for _ in range(n)]
-    return datasets.Dataset.from_dict({"input_ids": seqs, "length": [len(s) for s in seqs]}
-                                      ).with_format("python")
+def _seqs(n=300, seed=0, vocab=30000):
+    return random_sequences(n, seed, vocab)
 
 
 @pytest.mark.usefixtures("one_thread")
