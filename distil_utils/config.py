@@ -237,6 +237,13 @@ def runs_dir(cfg: Config) -> Path:
     return cfg.out / "runs"
 
 
+def point_trackio_at_runs(cfg: Config) -> None:
+    """trackio logs under `runs_dir(cfg)/trackio`; it reads TRACKIO_DIR once, when imported,
+    so the first run of the process decides (a value the user set is kept)."""
+    if "trackio" in trackers(cfg):
+        os.environ.setdefault("TRACKIO_DIR", str(runs_dir(cfg) / "trackio"))
+
+
 def check_trackers(cfg: Config) -> None:
     """Unknown tracker names, and trackers whose package is missing, before any work."""
     unknown = [n for n in trackers(cfg) if n not in TRACKERS]

@@ -115,8 +115,9 @@ def check_single_process(what: str) -> None:
             "CUDA_VISIBLE_DEVICES=0. Only distillation runs one process per device.")
 
 
-def make_accelerator(mixed_precision: str | None, device: torch.device) -> Any:
-    """An `Accelerator` for one training loop at `mixed_precision` ("bf16", "fp16", None).
+def make_accelerator(mixed_precision: str | None, device: torch.device, **trackers: Any) -> Any:
+    """An `Accelerator` for one training loop at `mixed_precision` ("bf16", "fp16", None);
+    `trackers` are accelerate's own arguments for them (`log_with`, `project_config`).
 
     accelerate keeps one precision per process (`AcceleratorState`); the suite runs several
     loops in one process (adaptation, distillation, ablations, tests at other precisions),
@@ -134,7 +135,7 @@ def make_accelerator(mixed_precision: str | None, device: torch.device) -> Any:
     if device.type == "cpu" and mp == "fp16":
         mp = "no"  # accelerate has no CPU fp16: the loss's own autocast runs it, unscaled
     return Accelerator(mixed_precision=mp, device_placement=False,
-                       step_scheduler_with_optimizer=False)
+                       step_scheduler_with_optimizer=False, **trackers)
 
 
 class LossModule(torch.nn.Module):

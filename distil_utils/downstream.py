@@ -33,11 +33,11 @@ from .finetune import (
     train_run,
     training_args,
 )
-from .hub import load_split, resolve_model
+from .hub import data_source, load_split, resolve_model
 from .intervals import mean_interval
 from .metrics import load_metric, squad_scores
 from .squad import article_split, eval_features, postprocess, train_features
-from .tasks import DATASETS, check_task_split, label_kwargs
+from .tasks import check_task_split, label_kwargs
 
 SQUAD_HELDOUT_FRAC = 0.3  # offline: share of SQuAD dev articles kept for evaluation
 KEPT = ("per_example", "intervals")  # what a run's record keeps for the uncertainty
@@ -84,10 +84,8 @@ def imdb_splits(cfg: Config) -> tuple[Any, Any, str]:
                   f"{cfg.seed} (no test split offline)")
     cap = cfg.imdb_max_train if cfg.imdb_max_train is not None else cfg.ft_max_train
     train, test = subset(train, cap, cfg.seed), subset(test, cfg.ft_max_eval, cfg.seed)
-    imdb = DATASETS["imdb"]
-    where = str(Path(cfg.data_dir) / imdb.folder) if cfg.data_dir else imdb.hub
     for split, ds in (("train", train), ("test", test)):  # before any tokenising or training
-        check_task_split("imdb", split, ds, where)
+        check_task_split("imdb", split, ds, data_source("imdb", split, cfg.data_dir))
     return train, test, source
 
 

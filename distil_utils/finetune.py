@@ -33,15 +33,15 @@ from transformers import (
 
 from . import ft_runs
 from .artefacts import save_model
-from .config import Config, runs_dir, trackers
+from .config import Config, point_trackio_at_runs, runs_dir, trackers
 from .devices import check_single_process, gpu_precision, set_tf32
-from .hub import load_split, load_tokenizer, local_files, resolve_model
+from .hub import data_source, load_split, load_tokenizer, local_files, resolve_model
 from .intervals import metric_interval
 from .metrics import glue_macro_score, glue_metrics, load_metric, task_score
 from .modelcard import card_facts, finetune_results
 from .results_files import GLUE_MODEL
 from .results_io import atomic_write
-from .tasks import DATASETS, GLUE_METRICS, TASKS, check_glue_task, check_task_split, label_kwargs
+from .tasks import GLUE_METRICS, TASKS, check_glue_task, check_task_split, label_kwargs
 
 EVAL_BATCH_SIZE = 64
 # what `Trainer.save_metrics` writes, copied beside a saved model (`save_metrics`)
@@ -100,8 +100,7 @@ def tracking_kwargs(cfg: Config, run: str) -> dict[str, Any]:
         # transformers 5 has no logging_dir argument: its TensorBoardCallback reads this
         # variable when the Trainer is made
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(runs_dir(cfg) / run)
-    if "trackio" in names:  # read once, when trackio is first imported
-        os.environ.setdefault("TRACKIO_DIR", str(runs_dir(cfg) / "trackio"))
+    point_trackio_at_runs(cfg)
     return {"logging_strategy": "steps", "logging_steps": cfg.log_every,
             "report_to": list(names), "run_name": run, "project": "finetune"}
 
@@ -189,9 +188,7 @@ def glue_splits(task: str, cfg: Config) -> tuple[Any, dict[str, Any]]:
     evals = {s: subset(load_split(f"glue/{task}", s, cfg.data_dir), cfg.ft_max_eval, cfg.seed)
              for s in TASKS[task].eval_splits}
     for split, ds in {"train": train, **evals}.items():  # before any tokenising or training
-        where = (str(local_files(f"glue/{task}", split, cfg.data_dir)) if cfg.data_dir
-                 else DATASETS[f"glue/{task}"].hub)
-        check_task_split(task, split, ds, where)
+        check_task_split(task, split, ds, data_source(f"glue/{task}", split, cfg.data_dir))
     return train, evals
 
 

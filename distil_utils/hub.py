@@ -74,6 +74,18 @@ def local_files(key: str, split: str, data_dir: str | Path) -> Path:
     )
 
 
+def data_source(key: str, split: str, data_dir: str | Path | None = None) -> str:
+    """Where `load_split` reads a split from, for messages: its local file (the data set's
+    folder where that split is not mirrored, e.g. IMDb's test held out of train), else the
+    Hub repository."""
+    if not data_dir:
+        return DATASETS[key].hub
+    try:
+        return str(local_files(key, split, data_dir))
+    except FileNotFoundError:
+        return str(Path(data_dir) / DATASETS[key].folder)
+
+
 def load_split(key: str, split: str, data_dir: str | Path | None = None) -> Any:
     """One split of a data set as a `datasets.Dataset`, from `data_dir` or the Hub."""
     import datasets

@@ -160,14 +160,15 @@ def clean_temporaries(out: str | Path) -> list[Path]:
 
     removed = []
     for new in sorted(Path(out).rglob(".*.new")):  # a model swap a kill cut (artefacts)
+        if not new.is_dir():
+            continue
         target = new.with_name(new.name[1:].removesuffix(".new"))
-        if new.is_dir() and target.exists():
+        if target.exists():
             old = new.with_name(f".{target.name}.old")
             if old.exists():
                 shutil.rmtree(old)
             target.rename(old)  # removed below
-        if new.is_dir():
-            new.rename(target)
+        new.rename(target)
     for path in sorted(Path(out).rglob(".*"), key=lambda p: len(p.parts), reverse=True):
         if path.name.endswith((".tmp", ".old")) and path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .artefacts import distill_settings, teacher_settings
 from .checkpoint import CheckpointError, discard_finished, load_checkpoint, save_checkpoint
-from .config import Config, runs_dir, trackers
+from .config import Config, point_trackio_at_runs, runs_dir, trackers
 from .data import batch_stream
 from .devices import LossModule, dist_info, resolve_device, set_tf32, to_device
 from .devices import make_accelerator as accelerator_at
@@ -79,23 +78,16 @@ def autocast(cfg: Config, device: torch.device) -> Any:
 def make_accelerator(cfg: Config, device: torch.device, run: str | None = None) -> Any:
     """The run's `Accelerator` at `recipe.precision` (fp16 gets its loss scaler on a GPU);
     with `run` and trackers in `cfg.report_to`, it logs to them under `runs_dir(cfg)`."""
-    acc = accelerator_at(precision(cfg, device), device)
     names = trackers(cfg)
     if run is None or not names:
-        return acc
-    from accelerate import Accelerator
+        return accelerator_at(precision(cfg, device), device)
     from accelerate.utils import ProjectConfiguration
 
-    if "trackio" in names:  # read once, when trackio is first imported
-        os.environ.setdefault("TRACKIO_DIR", str(runs_dir(cfg) / "trackio"))
-    # accelerate takes trackers only when an Accelerator is made: the same one again (its
-    # precision state is settled by now), with them
+    point_trackio_at_runs(cfg)
     logs = str(runs_dir(cfg))
-    return Accelerator(mixed_precision=acc.mixed_precision,
-                       device_placement=acc.device_placement,
-                       step_scheduler_with_optimizer=acc.step_scheduler_with_optimizer,
-                       log_with=list(names),
-                       project_config=ProjectConfiguration(project_dir=logs, logging_dir=logs))
+    return accelerator_at(precision(cfg, device), device, log_with=list(names),
+                          project_config=ProjectConfiguration(project_dir=logs,
+                                                              logging_dir=logs))
 
 
 def tracker_config(cfg: Config, **extra: Any) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 from ..artefacts import STAMP, WEIGHT_SUFFIXES
 from ..config import get_config
 from ..results_io import versions, write_json
+from .notebook_files import whole_notebook
 
 LOG_NAME = "reproduce_log.json"
 # Bookkeeping under results/<profile>/ that is not a notebook's result (executed copies are
@@ -122,7 +123,7 @@ def stale_reason(previous: dict[str, Any] | None, executed: Path, injected: dict
         return f"its last run is {previous.get('status')!r}, not 'ok'"
     if not executed.exists():
         return f"its executed copy {executed.name} is missing"
-    if not _whole_notebook(executed):
+    if not whole_notebook(executed):
         return f"its executed copy {executed.name} is damaged (empty or not a notebook)"
     old = previous.get("parameters") or {}
     now = _jsonable(injected)
@@ -146,15 +147,6 @@ def stale_reason(previous: dict[str, Any] | None, executed: Path, injected: dict
                 "appeared" if fp is None else "changed")
             return f"{rel} {what} since it ran"
     return None
-
-
-def _whole_notebook(path: Path) -> bool:
-    """A notebook file that parses, with its cells (not a 0-byte or cut-off copy)."""
-    try:
-        nb = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(nb, dict) and isinstance(nb.get("cells"), list)
 
 
 def _jsonable(obj: Any) -> Any:

@@ -293,7 +293,7 @@ def _describe_failure(err: BaseException, source: Path,
     else:  # the kernel died, a cell timed out, Ctrl-C, the kernel did not start...
         cell, first = _last_started_cell(source, executed)
         where = (f"cell {cell} «{first}»" if cell is not None else
-                 "start-up (no cell ran)" if not executed.exists() or _readable(executed) else
+                 "start-up (no cell ran)" if not executed.exists() or whole_notebook(executed) else
                  "a cell its damaged executed copy does not show")
         what = f"{type(err).__name__}: {err}".strip().rstrip(":")
         if "DeadKernel" in type(err).__name__:
@@ -328,14 +328,13 @@ def _last_started_cell(source: Path, executed: Path) -> tuple[int | None, str]:
     return _source_index(source, started[-1]), _first_line(nb.cells[started[-1]].source)
 
 
-def _readable(executed: Path) -> bool:
-    import nbformat
-
+def whole_notebook(path: Path) -> bool:
+    """A notebook file that parses, with its cells (not a 0-byte or cut-off copy)."""
     try:
-        nbformat.read(executed, as_version=4)
-    except Exception:  # noqa: BLE001
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return False
-    return True
+    return isinstance(nb, dict) and isinstance(nb.get("cells"), list)
 
 
 def _first_line(source: str) -> str:
