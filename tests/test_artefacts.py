@@ -47,27 +47,26 @@ def test_ablation_choices_change_no_model_or_fine_tuning_stamp():
         get_config("smoke", ft_task_overrides={"sst2": {"ft_ablation_full": False}})
 
 
-def test_the_committed_cpu_results_name_the_models_this_code_would_make():
-    """A change that moved a stamp would make `--skip-done` re-make the cpu models: every
-    teacher, student and Table 4 row digest recorded in `results/cpu/*.json` is the stamp this
-    code computes for the cpu profile (deploy.json names fine-tuned models, stamped elsewhere)."""
+def test_the_committed_cpu_results_were_made_under_this_codes_cpu_settings():
+    """A change of the cpu profile's settings must come with a fresh `results/cpu`: every
+    results file made from the profile's settings records their digest, and it is this code's.
+    (Stamps now also key on the method's code and the library versions, so a method edit makes
+    `--skip-done` re-make the models by design; the settings are what must never drift
+    silently between the README's numbers and config.py.)"""
     import glob
     import json
 
-    from distil_utils import ablation
-    from distil_utils.config import ABLATIONS, ROOT, get_config
+    from distil_utils.config import ROOT, get_config
 
-    cfg = get_config("cpu")
-    known = {artefacts.teacher_stamp(cfg)["digest"], artefacts.student_stamp(cfg)["digest"],
-             *(ablation.row_stamp(cfg, row)["digest"] for row in ABLATIONS)}
+    expected = artefacts.provenance(get_config("cpu"))["settings_sha256"]
     recorded = {}
     for path in sorted(glob.glob(str(ROOT / "results" / "cpu" / "*.json"))):
         prov = json.loads(Path(path).read_text()).get("provenance") or {}
-        if Path(path).name != "deploy.json":
-            recorded.update({f"{Path(path).name}:{k}": v
-                             for k, v in (prov.get("artefacts") or {}).items()})
-    assert len(recorded) >= 10
-    assert {k: v for k, v in recorded.items() if v not in known} == {}
+        if "settings_sha256" in prov and not Path(path).name.endswith("_history.json") \
+                and Path(path).name != "teacher_adaptation.json":  # resolved by the recipe
+            recorded[Path(path).name] = prov["settings_sha256"]
+    assert len(recorded) >= 8
+    assert {k: v for k, v in recorded.items() if v != expected} == {}
 
 
 def test_results_files_hold_no_machine_paths_and_moved_folders_are_still_judged(tmp_path):
@@ -142,3 +141,88 @@ def test_weights_are_part_of_a_models_identity(tmp_path, tokenizer):
     assert artefacts.artefact_digest(path) != before
     (path / "model.safetensors").unlink()
     assert "is missing" in artefacts.stale_reason(path, stamp)
+
+
+# --- issue 26, point 1: code, libraries and data are inputs like settings -------------------
+
+@pytest.fixture
+def package_copy(tmp_path, monkeypatch):
+    """A copy of the package's source for the code digests to read, so a test may edit it."""
+    import shutil
+
+    copy = tmp_path / "distil_utils"
+    shutil.copytree(artefacts.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(artefacts, "PACKAGE", copy)
+    return copy
+
+
+def test_the_methods_code_is_in_the_stamp_its_comments_are_not(package_copy):
+    """Masking 80/10/10 turned into all-[MASK] re-makes the student and names the file; a
+    comment, a docstring or a reformat does not; presentation code moves no model."""
+    cfg = get_config("smoke")
+    before = artefacts.student_stamp(cfg)
+    masking = package_copy / "masking.py"
+    text = masking.read_text()
+    masking.write_text('"""Another docstring."""\n# a comment\n' +
+                       text.split('"""', 2)[2].replace("\n\n\n", "\n\n\n\n"))
+    assert artefacts.student_stamp(cfg)["digest"] == before["digest"]
+    figures = package_copy / "figures.py"
+    figures.write_text(figures.read_text() + "\nX = 1\n")  # presentation: no model re-made
+    assert artefacts.student_stamp(cfg)["digest"] == before["digest"]
+    assert "0.8" in text, "the test edits the 80% [MASK] share"
+    masking.write_text(text.replace("0.8", "1.0", 1))
+    after = artefacts.student_stamp(cfg)
+    assert after["digest"] != before["digest"]
+    assert artefacts.teacher_stamp(get_config("cpu"))["code"]["distil_utils/masking.py"] == \
+        after["code"]["distil_utils/masking.py"]
+
+
+def test_a_stale_model_names_the_code_library_or_data_that_changed(tmp_path, monkeypatch,
+                                                                     package_copy):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    cfg = get_config("smoke")
+    artefacts.write_stamp(folder, artefacts.student_stamp(cfg))
+    assert artefacts.stale_reason(folder, artefacts.student_stamp(cfg)) is None
+    losses = package_copy / "losses.py"
+    losses.write_text(losses.read_text() + "\nEXTRA = 2\n")
+    assert "code distil_utils/losses.py changed" in \
+        artefacts.stale_reason(folder, artefacts.student_stamp(cfg))
+    losses.write_text(losses.read_text().replace("\nEXTRA = 2\n", ""))
+    monkeypatch.setattr(artefacts, "number_libraries",
+                        lambda: {"torch": "1.13.0", "transformers": "4.30.0"})
+    reason = artefacts.stale_reason(folder, artefacts.student_stamp(cfg))
+    assert "torch: " in reason and "'1.13.0'" in reason and "transformers" in reason
+
+
+def test_the_data_read_is_in_the_stamp_by_content(tmp_path):
+    """An edited corpus file re-makes the teacher and student made from it; flipped SST-2 dev
+    labels re-run the fine-tuning (a `data_dir` copy with the same content changes nothing)."""
+    import shutil
+
+    from distil_utils.ft_runs import run_stamp
+    from distil_utils.tasks import TASKS
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sat on the mat .\n" * 50)
+    cfg = get_config("smoke", corpus=(str(corpus),), adapt_steps=5)
+    teacher, student = artefacts.teacher_stamp(cfg), artefacts.student_stamp(cfg)
+    assert teacher["data"] == {"corpus.txt": artefacts.file_sha256(corpus)}
+    corpus.write_text("the dog sat on the mat .\n" * 50)  # same size, other text
+    assert artefacts.teacher_stamp(cfg)["digest"] != teacher["digest"]
+    assert artefacts.student_stamp(cfg)["digest"] != student["digest"]
+
+    data = tmp_path / "data"
+    sst2 = data / TASKS["sst2"].dataset
+    sst2.mkdir(parents=True)
+    (sst2 / "train.jsonl").write_text('{"sentence": "good", "label": 1, "idx": 0}\n')
+    (sst2 / "validation.jsonl").write_text('{"sentence": "bad", "label": 0, "idx": 0}\n')
+    ft = get_config("smoke", data_dir=str(data))
+    stamp = run_stamp("x", "sst2", ft, 42)
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    assert run_stamp("x", "sst2", get_config("smoke", data_dir=str(copy)), 42) == stamp
+    (sst2 / "validation.jsonl").write_text('{"sentence": "bad", "label": 1, "idx": 0}\n')
+    assert run_stamp("x", "sst2", ft, 42)["data"]["glue/sst2/validation"] != \
+        stamp["data"]["glue/sst2/validation"]

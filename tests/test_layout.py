@@ -174,3 +174,13 @@ def test_entry_points_resolve():
     for target in scripts.values():
         module, func = target.split(":")
         assert callable(getattr(importlib.import_module(module), func))
+
+
+def test_the_code_digests_follow_the_tiers():
+    """What `artefacts` counts as the code behind a model: the makers are method modules, and
+    what it leaves out (settings, records) is leaves or record-keeping, never the method."""
+    from distil_utils.artefacts import LOADS, MAKERS, RECORD_ONLY
+
+    assert {TIERS[m] for m in RECORD_ONLY} <= {LEAVES, RECORDS}
+    assert {TIERS[m] for roots in MAKERS.values() for m in roots} == {METHOD}
+    assert {TIERS[m] for loaded in LOADS.values() for m in loaded} == {METHOD}

@@ -205,15 +205,26 @@ def test_skip_done_says_why_a_notebook_runs_again(tmp_path):
     executed = out / "notebooks" / "01_a.ipynb"
     executed.write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
     (out / "a.json").write_text("1")
+    code = {"distil_utils/masking.py": "m", "distil_utils/figures.py": "f"}
+    libs = {"torch": "2.13.0", "numpy": "2.4.6"}
     done = {"status": "ok", "parameters": {"PROFILE": "smoke"}, "source_sha256": "s",
-            "profile_sha256": "p", "files": {"a.json": fingerprint(out / "a.json")}}
+            "profile_sha256": "p", "files": {"a.json": fingerprint(out / "a.json")},
+            "code": code, "libraries": libs, "data": {}}
 
-    def why(previous=done, injected=None, digest="s", settings="p"):
+    def why(previous=done, injected=None, digest="s", settings="p", now_code=code,
+            now_libs=libs):
         return stale_reason(previous, executed, injected or {"PROFILE": "smoke"}, digest,
-                            settings, out)
+                            settings, out, now_code, now_libs)
 
     assert why() is None
     assert why(None) == "never run into this results folder"
+    # the code, the libraries and the data are inputs like the settings (issue 26, point 1)
+    assert why(now_code={**code, "distil_utils/masking.py": "m2"}) == \
+        "code changed: distil_utils/masking.py"
+    assert why(now_libs={**libs, "torch": "2.14.0"}) == \
+        "libraries changed: torch 2.13.0 -> 2.14.0"
+    old = {k: v for k, v in done.items() if k != "libraries"}  # a log from before
+    assert why(old) == "its record does not say which libraries made it (an older runner)"
     assert "'failed'" in why({**done, "status": "failed"})
     assert why(injected={"PROFILE": "smoke", "SEED": 7}) == \
         "parameters changed: SEED (not set) -> 7"

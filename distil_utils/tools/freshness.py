@@ -7,6 +7,7 @@ same profile settings, and every file it read or wrote is as it left it (fingerp
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -15,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..artefacts import STAMP, WEIGHT_SUFFIXES
-from ..config import get_config
-from ..results_io import versions, write_json
+from ..artefacts import STAMP, WEIGHT_SUFFIXES, code_digests, module_path, portable
+from ..config import ROOT, get_config
+from ..results_io import file_sha256, versions, write_json
 from .notebook_files import whole_notebook
 
 LOG_NAME = "reproduce_log.json"
@@ -92,6 +93,75 @@ def _tracked(out: Path, path: Path) -> str | None:
     return rel.as_posix()
 
 
+DATA_PREFIX = "<data_dir>/"  # a data file named relative to the profile's data_dir
+
+
+def _data_key(path: Path, data_dir: str | None) -> str:
+    """How the log names a data file: relative to the data_dir (so a copy of the data at
+    another place reads the same), else as `artefacts.portable` writes paths."""
+    if data_dir and path.is_relative_to(Path(data_dir).absolute()):
+        return DATA_PREFIX + path.relative_to(Path(data_dir).absolute()).as_posix()
+    return portable(path)
+
+
+def _data_file(key: str, data_dir: str | None) -> Path | None:
+    if key.startswith(DATA_PREFIX):
+        return Path(data_dir) / key[len(DATA_PREFIX):] if data_dir else None
+    return ROOT / key
+
+
+def data_of_run(out: Path, reads: Path, data_dir: str | None) -> dict[str, str]:
+    """{data file: sha256} of every file outside the results folder the notebook read (the
+    data sets' splits, a corpus given by path), from its read log."""
+    found: dict[str, str] = {}
+    if reads.is_file():
+        for line in reads.read_text(encoding="utf-8").splitlines():
+            path = Path(line)
+            if _tracked(out, path) is None and not path.is_relative_to(out.absolute()) \
+                    and path.is_file():
+                found[_data_key(path, data_dir)] = file_sha256(path)
+    return dict(sorted(found.items()))
+
+
+def notebook_modules(path: Path) -> list[str]:
+    """The package modules a notebook's code cells import (lines starting with % or ! are
+    IPython's, not Python)."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    found = set()
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        src = "".join(cell.get("source") or [])
+        lines = [ln for ln in src.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+        try:
+            tree = ast.parse("\n".join(lines))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("distil_utils"):
+                mod = node.module.split(".")[1:]
+                for alias in node.names:
+                    for cand in (".".join([*mod, alias.name]), ".".join(mod)):
+                        if cand and module_path(cand).is_file():
+                            found.add(cand)
+                            break
+            elif isinstance(node, ast.Import):
+                found |= {a.name.split(".", 1)[1] for a in node.names
+                          if a.name.startswith("distil_utils.")}
+    return sorted(found)
+
+
+def notebook_code(path: Path) -> dict[str, str]:
+    """{module file: code digest} of everything the notebook runs of the package,
+    presentation included: a new figure or table re-executes the notebook (models are
+    re-made only when their own stamp's code changed)."""
+    return code_digests(notebook_modules(path), skip=frozenset())
+
+
+def _changed_names(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
+
+
 def _files_of_run(out: Path, before: dict[str, str], reads: Path) -> dict[str, str | None]:
     """What the notebook wrote (changed or new since `before`) and read (its read log).
 
@@ -109,10 +179,12 @@ def _files_of_run(out: Path, before: dict[str, str], reads: Path) -> dict[str, s
 
 
 def stale_reason(previous: dict[str, Any] | None, executed: Path, injected: dict[str, Any],
-                 digest: str, settings: str, out: Path) -> str | None:
+                 digest: str, settings: str, out: Path, code: dict[str, str] | None = None,
+                 libraries: dict[str, str] | None = None) -> str | None:
     """Why the notebook must run again, in words; None when it is done: it completed before
-    with these parameters, from this source, under these profile settings, its executed copy is
-    still there, and every file it read or wrote is as it left it.
+    with these parameters, from this source, under these profile settings, with this code of
+    the package (`notebook_code`) and these `libraries`, its executed copy is still there, the
+    data it read has the same content, and every file it read or wrote is as it left it.
 
     A record without its files (e.g. committed without the models it describes) is not
     done: the notebook runs again.
@@ -138,6 +210,23 @@ def stale_reason(previous: dict[str, Any] | None, executed: Path, injected: dict
         return "its source notebook changed"
     if previous.get("profile_sha256") != settings:
         return f"the {out.name!r} profile's settings in config.py changed"
+    for part in ("code", "libraries", "data"):
+        if not isinstance(previous.get(part), dict):
+            return f"its record does not say which {part} made it (an older runner)"
+    if code is not None and previous["code"] != code:
+        names = _changed_names(previous["code"], code)
+        return f"code changed: {', '.join(names[:4])}" + (" …" if len(names) > 4 else "")
+    if libraries is not None and previous["libraries"] != libraries:
+        return "libraries changed: " + ", ".join(
+            f"{k} {previous['libraries'].get(k, '(none)')} -> {libraries.get(k, '(none)')}"
+            for k in _changed_names(previous["libraries"], libraries))
+    data_dir = get_config(out.name).data_dir if previous["data"] else None
+    for key, sha in previous["data"].items():
+        path = _data_file(key, data_dir)
+        if path is None or not path.is_file():
+            return f"data {key} is missing (data_dir: {data_dir or 'not set'})"
+        if file_sha256(path) != sha:
+            return f"data {key} changed since it ran"
     if not isinstance(previous.get("files"), dict):
         return "its record lists no files (made elsewhere)"
     for rel, fp in previous["files"].items():

@@ -43,6 +43,7 @@ from ..results_io import (
     READ_LOG_ENV,
     ResultsLockedError,
     lock_results,
+    number_libraries,
     unlock_results,
 )
 from ..validation import declared_spelling, parse_value
@@ -55,7 +56,9 @@ from .freshness import (  # noqa: F401  (the runner's public names, as tests and
     _read_log,
     _sha256,
     _versions,
+    data_of_run,
     fingerprint,
+    notebook_code,
     profile_digest,
     snapshot,
     stale_reason,
@@ -202,16 +205,19 @@ def _run_or_skip(path: Path, out: Path, injected: dict[str, Any], options: dict[
     executed = out / "notebooks" / path.name
     digest = _sha256(path)
     settings = profile_digest(out.name)
+    code, libraries = notebook_code(path), number_libraries()
     previous = _read_log(log["path"])["runs"].get(path.name)  # another runner may have run it
     reason = None
     if skip_done:
-        reason = stale_reason(previous, executed, injected, digest, settings, out)
+        reason = stale_reason(previous, executed, injected, digest, settings, out, code,
+                              libraries)
         if reason is None:
             return {**previous, "status": "skipped"}
     say(f"running again: {reason}" if reason else "running")
     record = {"notebook": path.name, "status": "running", "seconds": None,
               "parameters": _jsonable(injected), "executed": portable(executed, out),
-              "source_sha256": digest, "profile_sha256": settings,
+              "source_sha256": digest, "profile_sha256": settings, "code": code,
+              "libraries": libraries,
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command,
               "versions": _versions(), "cell_timeout": options["execution_timeout"],
               **({"rerun_because": reason} if reason else {})}
@@ -239,7 +245,8 @@ def _run_or_skip(path: Path, out: Path, injected: dict[str, Any], options: dict[
         raise SuiteError(f"{message}\n  after fixing it, resume with: {command} --skip-done",
                          record) from err
     record |= {"status": "ok", "seconds": round(time.perf_counter() - t0, 1),
-               "files": _files_of_run(out, before, reads)}
+               "files": _files_of_run(out, before, reads),
+               "data": data_of_run(out, reads, get_config(out.name).data_dir)}
     reads.unlink(missing_ok=True)
     _log(out, log, record)
     return record
