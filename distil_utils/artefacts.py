@@ -35,6 +35,7 @@ from .results_io import (
     number_libraries,
     read_json,
     versions,
+    write_error,
     write_json,
 )
 
@@ -431,19 +432,10 @@ def _drop_load_flags(folder: Path) -> None:
         write_json(path, {k: v for k, v in conf.items() if k not in TOKENIZER_LOAD_FLAGS})
 
 
-def save_model(model: torch.nn.Module, tokenizer: Any, path: str | Path,
-               stamp: dict[str, Any] | None = None, card: dict[str, Any] | None = None,
-               **stamp_extra: Any) -> Path:
-    """`save_pretrained` model and tokenizer into `path`, so `from_pretrained`, `pipeline`
-    and the Hub can load it; written to a sibling directory first, then renamed.
-
-    `stamp` (`artefacts.make_stamp`, plus `stamp_extra` such as a report) is written inside,
-    so the settings a model was made from arrive with it in the same rename, and so is the
-    model card built from `card` (`modelcard.card_facts`: the run's settings and results).
-    The config records the tokenizer's vocabulary digest, which `teacher.check_vocab` compares.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+def _write_model_folder(model: torch.nn.Module, tokenizer: Any, tmp: Path,
+                        stamp: dict[str, Any] | None, card: dict[str, Any] | None,
+                        stamp_extra: dict[str, Any]) -> None:
+    """`save_model`'s complete folder, written under the temporary name `tmp`."""
     if tmp.exists():
         shutil.rmtree(tmp)
     if tokenizer is not None:
@@ -460,6 +452,26 @@ def save_model(model: torch.nn.Module, tokenizer: Any, path: str | Path,
     for file in tmp.iterdir():
         if file.is_file():
             file.chmod(mode)
+
+
+def save_model(model: torch.nn.Module, tokenizer: Any, path: str | Path,
+               stamp: dict[str, Any] | None = None, card: dict[str, Any] | None = None,
+               **stamp_extra: Any) -> Path:
+    """`save_pretrained` model and tokenizer into `path`, so `from_pretrained`, `pipeline`
+    and the Hub can load it; written to a sibling directory first, then renamed.
+
+    `stamp` (`artefacts.make_stamp`, plus `stamp_extra` such as a report) is written inside,
+    so the settings a model was made from arrive with it in the same rename, and so is the
+    model card built from `card` (`modelcard.card_facts`: the run's settings and results).
+    The config records the tokenizer's vocabulary digest, which `teacher.check_vocab` compares.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        _write_model_folder(model, tokenizer, tmp, stamp, card, stamp_extra)
+    except Exception as err:  # a full disk or read-only folder inside safetensors: named here
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_error(path, err) from None
     # complete from here on: `.NAME.new` is what `results_io.clean_temporaries` puts in place
     # of NAME when a kill cut the swap below, instead of deleting it with the old folder
     new = path.with_name(f".{path.name}.new")

@@ -37,7 +37,7 @@ from .hub import data_source, load_split, resolve_model
 from .intervals import mean_interval
 from .metrics import load_metric, squad_scores
 from .squad import article_split, eval_features, postprocess, train_features
-from .tasks import check_task_split, label_kwargs
+from .tasks import check_squad_split, check_task_split, label_kwargs
 
 SQUAD_HELDOUT_FRAC = 0.3  # offline: share of SQuAD dev articles kept for evaluation
 KEPT = ("per_example", "intervals")  # what a run's record keeps for the uncertainty
@@ -138,8 +138,11 @@ def squad_splits(cfg: Config) -> tuple[Any, Any, str]:
         train, evals = article_split(dev, SQUAD_HELDOUT_FRAC, cfg.seed)
         source = (f"dev set split by article: {len(set(train['title']))} articles train, "
                   f"{len(set(evals['title']))} evaluate (no train split offline)")
-    return (subset(train, cfg.squad_max_train, cfg.seed),
-            subset(evals, cfg.squad_max_eval, cfg.seed), source)
+    train = subset(train, cfg.squad_max_train, cfg.seed)
+    evals = subset(evals, cfg.squad_max_eval, cfg.seed)
+    for split, ds in (("train", train), ("validation", evals)):  # before any tokenising
+        check_squad_split(split, ds, data_source("squad", split, cfg.data_dir))
+    return train, evals, source
 
 
 def qa_kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float,

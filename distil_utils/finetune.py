@@ -41,7 +41,14 @@ from .metrics import glue_macro_score, glue_metrics, load_metric, task_score
 from .modelcard import card_facts, finetune_results
 from .results_files import GLUE_MODEL
 from .results_io import atomic_write
-from .tasks import GLUE_METRICS, TASKS, check_glue_task, check_task_split, label_kwargs
+from .tasks import (
+    GLUE_METRICS,
+    TASKS,
+    check_glue_task,
+    check_task_split,
+    duplicate_rows,
+    label_kwargs,
+)
 
 EVAL_BATCH_SIZE = 64
 # what `Trainer.save_metrics` writes, copied beside a saved model (`save_metrics`)
@@ -265,6 +272,11 @@ def glue_run(model_path: str, task: str, cfg: Config, seed: int,
         scores = load_metric("glue", scored).compute(predictions=preds, references=labels)
         out.update({f"accuracy_{which}": scores["accuracy"]} if task == "mnli" else scores)
         dev[split] = dev_record(scored, preds, labels, cfg.seed)
+        if (repeated := duplicate_rows(task, ds)):  # kept, as the official data has them
+            dev[split]["duplicate_rows"] = repeated
+            print(f"[fine-tune] {task} {split}: {repeated} rows repeat an earlier row's text "
+                  "(kept and scored, as in the official data; counted in the results file)",
+                  flush=True)
     return finish(trainer, tok, output_dir, cfg, rid, stamp, {"metrics": out, "dev": dev},
                   trained, out)
 

@@ -22,21 +22,58 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+# What to do when the system refuses a write, by errno: one line naming the file and the fix
+# instead of an error on a temporary name from deep inside a library.
+WRITE_FIXES = {
+    errno.ENOSPC: "the disk is full: free space there, or give the run another results_dir "
+                  "(--results-dir / RESULTS_DIR) on a disk with room",
+    errno.EDQUOT: "the disk quota is used up: free space, or give the run another results_dir",
+    errno.EFBIG: "the file is larger than that filesystem or its limits (ulimit -f) allow: "
+                 "give the run another results_dir",
+    errno.EACCES: "this user may not write there: make the folder writable (chmod u+w) or "
+                  "give the run another results_dir (--results-dir / RESULTS_DIR)",
+    errno.EPERM: "this user may not write there: make the folder writable (chmod u+w) or "
+                 "give the run another results_dir (--results-dir / RESULTS_DIR)",
+    errno.EROFS: "the filesystem is read-only: give the run another results_dir "
+                 "(--results-dir / RESULTS_DIR)",
+}
+
+
+def write_error(path: str | Path, err: BaseException) -> BaseException:
+    """`err` restated as the OSError "cannot write PATH (reason): fix" where its errno has a
+    known fix; a library's own error (safetensors') is recognised by the system's wording."""
+    code = getattr(err, "errno", None)
+    if code is None:
+        code = next((c for c in WRITE_FIXES if os.strerror(c) in str(err)), None)
+    fix = WRITE_FIXES.get(code)
+    if fix is None:
+        return err
+    kind = type(err) if isinstance(err, OSError) else OSError
+    new = kind(code, f"cannot write {path} ({os.strerror(code)}): {fix}")
+    new.__cause__ = err
+    return new
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp_path)` and move the result onto `path` in one rename."""
+    """Call `write(tmp_path)` and move the result onto `path` in one rename; a refused write
+    (full disk, read-only folder) is an error naming `path` and the fix (`write_error`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise write_error(path, err) from None
     os.close(fd)
     tmp_path = Path(tmp)
-    # mkstemp makes the file owner-only (0600); give it the mode a plain open() would.
-    os.chmod(tmp_path, default_file_mode())
     try:
+        # mkstemp makes the file owner-only (0600); give it the mode a plain open() would.
+        os.chmod(tmp_path, default_file_mode())
         write(tmp_path)
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
+    except OSError as err:
+        raise write_error(path, err) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -249,7 +286,10 @@ def lock_results(out: str | Path, what: str) -> bool:
         return False
     if not issubclass(filelock.FileLock, (filelock.UnixFileLock, filelock.WindowsFileLock)):
         return False  # no OS lock here (a soft lock would outlive a killed run): unguarded
-    out.mkdir(parents=True, exist_ok=True)
+    try:  # a folder this user cannot write is refused here, before any work
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(out, err) from None
     key = str(out.resolve())
     # filelock does it (fcntl.flock by hand before): one attempt, no waiting, process-wide
     lock = filelock.FileLock(out / LOCK_NAME, thread_local=False, fallback_to_soft=False)
@@ -262,7 +302,7 @@ def lock_results(out: str | Path, what: str) -> bool:
             "the folder), or give this run another results_dir / RESULTS_DIR.") from None
     except OSError as err:
         if err.errno != errno.ENOSYS:
-            raise
+            raise write_error(out / LOCK_NAME, err) from None
         return False  # a filesystem without flock: no OS lock to take, the run goes unguarded
     try:
         record = json.dumps({"pid": os.getpid(), "host": platform.node(), "what": what,

@@ -134,3 +134,52 @@ def check_task_split(task: str, split: str, ds: Any, where: str) -> None:
         raise ValueError(f"{where}: {spec.display} {split} row {bad[0]} has label "
                          f"{labels[bad[0]]!r} ({len(bad)} such rows); a label is {allowed}: "
                          f"{fix}")
+    _check_unique_ids(ds, f"{where}: {spec.display} {split}", fix)
+
+
+def _check_unique_ids(ds: Any, what: str, fix: str) -> None:
+    """A repeated example id (GLUE's `idx`, SQuAD's `id`) means rows were duplicated: each
+    would be scored twice. The official splits have none."""
+    col = "idx" if "idx" in ds.column_names else "id" if "id" in ds.column_names else None
+    if col is None:
+        return
+    seen: dict[Any, int] = {}
+    for row, key in enumerate(ds[col]):
+        if key in seen:
+            raise ValueError(f"{what} row {row} repeats {col} {key!r} of row {seen[key]}: "
+                             f"duplicated rows would be scored twice; {fix}")
+        seen[key] = row
+
+
+def duplicate_rows(task: str, ds: Any) -> int:
+    """How many rows repeat an earlier row's text (all text columns alike). The official dev
+    sets have a few (CoLA 4, STS-B 2, MNLI mismatched 1), so they are kept, counted and
+    recorded beside the scores rather than refused."""
+    cols = [c for c in TASKS[task].text if c]
+    keys = list(zip(*(ds[c] for c in cols), strict=True))
+    return len(keys) - len(set(keys))
+
+
+def check_squad_split(split: str, ds: Any, where: str) -> None:
+    """Refuse a SQuAD split that cannot be scored: missing columns, no rows, repeated ids, or
+    an answer that is not in its context at its `answer_start` (offsets are what the training
+    labels are made from; the official v1.1 splits have no such row)."""
+    fix = "fix the file, or point data_dir at a copy in the Hub's column schema"
+    need = ["id", "question", "context", "answers"]
+    missing = [c for c in need if c not in ds.column_names]
+    if missing:
+        raise ValueError(f"{where}: SQuAD {split} has no column(s) {missing} (it has "
+                         f"{ds.column_names}): {fix}")
+    if len(ds) == 0:
+        raise ValueError(f"{where}: SQuAD {split} has no rows: {fix}")
+    _check_unique_ids(ds, f"{where}: SQuAD {split}", fix)
+    for row, (context, answers) in enumerate(zip(ds["context"], ds["answers"], strict=True)):
+        texts, starts = answers.get("text") or [], answers.get("answer_start") or []
+        if not texts or len(texts) != len(starts):
+            raise ValueError(f"{where}: SQuAD {split} row {row} has answers {answers!r}: each "
+                             f"question needs its answer texts and as many starts; {fix}")
+        for text, start in zip(texts, starts, strict=True):
+            if context[start:start + len(text)] != text:
+                raise ValueError(
+                    f"{where}: SQuAD {split} row {row}: answer {text!r} is not in the context "
+                    f"at offset {start} (found {context[start:start + len(text)]!r}); {fix}")

@@ -272,3 +272,29 @@ def test_binder_starts_the_notebooks_on_the_binder_profile():
     out = subprocess.run([str(start), "sh", "-c", "echo $DISTIL_PROFILE"], env=env,
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "binder"
+
+
+def test_the_executed_copy_appears_whole_or_not_at_all(suite_dir, tmp_path, fake_papermill,
+                                                      monkeypatch):
+    """papermill rewrites its output after every cell: it writes a hidden copy, renamed to the
+    executed copy when the run ends, ok or failed; a run killed midway leaves no executed copy
+    (so `--skip-done` runs it again) and never a half-written one under the real name."""
+    import papermill
+
+    out = tmp_path / "smoke" / "notebooks"
+    run_suite("smoke", only=["01"], notebooks_dir=suite_dir, results_dir=str(tmp_path),
+              quiet=True)
+    assert (out / "01_ok.ipynb").is_file() or list(out.glob("01_*.ipynb"))
+    assert not list(out.glob(".*partial*")), "the hidden copy is renamed, not left behind"
+    seen = []
+
+    def killed(input_path, output_path, **kwargs):
+        seen.append(Path(output_path).name)
+        Path(output_path).write_text('{"cells": [')  # cut off mid-write by the kill
+        raise KeyboardInterrupt  # stands for the SIGKILL: nothing after this line runs
+
+    monkeypatch.setattr(papermill, "execute_notebook", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_suite("smoke", only=["01"], notebooks_dir=suite_dir, results_dir=str(tmp_path),
+                  quiet=True)
+    assert seen and seen[0].startswith(".") and seen[0].endswith(".partial.ipynb")

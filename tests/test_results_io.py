@@ -101,3 +101,42 @@ def test_the_lock_names_its_holder_lets_its_children_through_and_dies_with_it(tm
                           capture_output=True, text=True, timeout=120)
     assert free.returncode == 0, free.stderr
     assert not (out / HOLDER_NAME).exists()  # removed when that process ended
+
+
+def test_a_refused_write_names_the_file_and_the_fix(tmp_path, monkeypatch):
+    """A full disk, a file-size limit or a read-only folder: one line naming the file (not a
+    temporary name) and what to do. Simulated: the tests run as root, whom permissions do not
+    stop."""
+    import errno
+    import os
+    import tempfile
+
+    import filelock
+
+    from distil_utils import results_io
+
+    for code, words in ((errno.ENOSPC, "the disk is full"), (errno.EFBIG, "ulimit -f"),
+                        (errno.EACCES, "chmod u\\+w"), (errno.EROFS, "read-only")):
+        def refuse(*a, code=code, **k):
+            raise OSError(code, os.strerror(code))
+
+        monkeypatch.setattr(tempfile, "mkstemp", refuse)
+        with pytest.raises(OSError, match=words) as err:
+            results_io.write_json(tmp_path / "out" / "x.json", {"a": 1})
+        assert f"cannot write {tmp_path / 'out' / 'x.json'}" in str(err.value)
+        assert err.value.errno == code
+    monkeypatch.undo()
+
+    def locked_out(self, *a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", locked_out)
+    with pytest.raises(PermissionError, match="chmod u\\+w") as err:
+        results_io.lock_results(tmp_path / "ro", "test")
+    assert ".writer.lock" in str(err.value) and "--results-dir" in str(err.value)
+    # a library's own error with the system's wording (safetensors: "File too large")
+    named = results_io.write_error("m/model.safetensors",
+                                   RuntimeError("File too large (os error 27)"))
+    assert isinstance(named, OSError) and "ulimit" in str(named)
+    plain = ValueError("something else")
+    assert results_io.write_error("x", plain) is plain

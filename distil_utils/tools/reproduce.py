@@ -227,9 +227,16 @@ def _run_or_skip(path: Path, out: Path, injected: dict[str, Any], options: dict[
     reads = out / f".reads.{path.stem}.log"
     reads.unlink(missing_ok=True)
     t0 = time.perf_counter()
+    # papermill rewrites its output after every cell: it writes a hidden copy, which takes the
+    # executed copy's name once the run ends (a killed run leaves no half notebook there)
+    partial = executed.with_name(f".{executed.stem}.partial.ipynb")
     try:
         with _environ(**{READ_LOG_ENV: str(reads)}):
-            _execute(path, executed, injected, options)
+            try:
+                _execute(path, partial, injected, options)
+            finally:
+                if partial.exists():
+                    os.replace(partial, executed)
     except BaseException as err:
         cell, first, message = _describe_failure(err, path, executed)
         if isinstance(err, TimeoutError) and (limit := record["cell_timeout"]):  # CellTimeoutError
