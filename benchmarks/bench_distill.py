@@ -134,6 +134,37 @@ def time_steps(student: torch.nn.Module, loss_fn: LossFn, batches: Sequence[dict
             "losses": losses, **mem, "rss_end_mb": rss_mb()}
 
 
+# The step's named phases (`torch.profiler.record_function` ranges in training and fused_head).
+PHASES = ("distil.masking", "distil.teacher_forward", "distil.student_forward",
+          "distil.vocab_head", "distil.cosine", "distil.backward", "distil.optimizer")
+
+
+def breakdown(student: torch.nn.Module, loss_fn: LossFn, batches: Sequence[dict],
+              cfg: Config, data_seconds: float) -> dict[str, Any]:
+    """Where one step's time goes: seconds per step in each named phase (wall time of its
+    range, from `torch.profiler` over the `batches` after one warm-up step), the rest as
+    "other" (finite checks, autograd bookkeeping), and `data_seconds` (collating one batch,
+    done outside the step). Profiled steps are a little slower than timed ones: read the
+    shares, not the absolute seconds."""
+    from torch.profiler import ProfilerActivity, profile
+
+    stepper = Stepper(student, loss_fn, cfg, max_steps=1 + len(batches))
+    stepper.step(batches[0])
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        for batch in batches:
+            stepper.step(batch)
+        total = (time.perf_counter() - t0) / len(batches)
+    seconds = {name.removeprefix("distil."): 0.0 for name in PHASES}
+    for event in prof.key_averages():
+        if event.key in PHASES:
+            seconds[event.key.removeprefix("distil.")] += event.cpu_time_total / 1e6 / len(batches)
+    seconds["other"] = max(total - sum(seconds.values()), 0.0)
+    return {"seconds_per_step": seconds, "profiled_step_seconds": total,
+            "share": {k: v / total for k, v in seconds.items()},
+            "data_seconds_per_batch": data_seconds}
+
+
 # ------------------------------------------------------------------- equal losses
 def compare_losses(teacher: torch.nn.Module, student: torch.nn.Module, batch: dict,
                    cfgs: dict[str, Config], weights: torch.Tensor, mask_id: int,
@@ -213,7 +244,10 @@ def bench_distill(cfg: Config, teacher: torch.nn.Module, student: torch.nn.Modul
     pool = seqs.select(pick)
     pad = tokenizer.pad_token_id
     stream = batch_stream(pool, cfg.batch_size, cfg.seed, pad)
-    batching = {"grouped": [next(stream)[1] for _ in range(steps)],
+    t0 = time.perf_counter()
+    grouped = [next(stream)[1] for _ in range(steps)]
+    data_seconds = (time.perf_counter() - t0) / steps
+    batching = {"grouped": grouped,
                 "random": random_batches(pool, cfg.batch_size, cfg.seed, pad)}
     counts = {k: sum(int(b["attention_mask"].sum()) for b in bs) for k, bs in batching.items()}
     assert len(set(counts.values())) == 1, counts  # the same real tokens, batched two ways
@@ -257,6 +291,12 @@ def bench_distill(cfg: Config, teacher: torch.nn.Module, student: torch.nn.Modul
             gc.collect()
     res = _summarize(cfg, names, all_variants, runs, equal, counts["grouped"], steps)
     res["autocast"] = cfg.distill_autocast
+    model = copy.deepcopy(student).to(device)
+    apply_speed_settings(replace(cfg, num_threads=None), teacher, model)
+    res["breakdown_ours"] = breakdown(
+        model, make_distill_loss(teacher, cfg, weights, mask_id, vocab),
+        batching["grouped"][:2], cfg, data_seconds)
+    del model
     if peaks is not None:  # model-FLOP utilisation: FLOPs from shapes / the measured peak
 
         add_mfu(res, teacher.config, student.config, batching["grouped"], peaks,
@@ -400,6 +440,12 @@ def format_report(res: dict[str, Any]) -> str:
     lines.append(f"ours vs reference, real tokens/s: x{b['speedup_ours_vs_reference_median']:.2f} "
                  f"(median over rounds; min x{b['speedup_ours_vs_reference_min']:.2f}, "
                  f"max x{b['speedup_ours_vs_reference_max']:.2f})")
+    if "breakdown_ours" in b:
+        bd = b["breakdown_ours"]
+        lines.append("where ours' step goes (profiled, share of the step): " + ", ".join(
+            f"{k} {100 * v:.0f}%" for k, v in sorted(bd["share"].items(),
+                                                     key=lambda kv: -kv[1]))
+            + f"; collating a batch: {1000 * bd['data_seconds_per_batch']:.0f} ms")
     eq = b["step0_losses"]
     lines.append("step-0 losses on one batch, max relative difference to the reference "
                  "(equal within tolerance?): " + ", ".join(
@@ -461,6 +507,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     amp_dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     if device.type == "cuda":
         amp_dtypes["fp16"] = torch.float16
+    # only the precisions timed: a CPU without bf16 units takes minutes per 2048³ bf16 product
+    every = variants(cfg, device)
+    timed = {(every[n][2].get("distill_autocast", cfg.distill_autocast) or "fp32")
+             for n in (names or every) if n in every} | {cfg.distill_autocast or "fp32"}
+    amp_dtypes = {k: v for k, v in amp_dtypes.items() if k in timed}
     peaks = {k: matmul_peak(device, dt, defaults["peak_n"]) for k, dt in amp_dtypes.items()}
     print(f"timing {steps} steps x {rounds} rounds per variant on {device} "
           f"({torch.get_num_threads()} threads); measured matmul peak " + ", ".join(

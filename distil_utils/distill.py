@@ -52,6 +52,7 @@ from .teacher import (
     teacher_is_saved,
 )
 from .training import (
+    PHASE,
     LossFn,
     StepLoss,
     apply_speed_settings,
@@ -106,17 +107,20 @@ def make_distill_loss(teacher: torch.nn.Module, cfg: Config, weights: torch.Tens
                 # the same triple_loss, without (tokens x vocab) logits: see fused_head
                 return fused_triple_loss(teacher, student, masked, am, labels,
                                          chunk_rows=cfg.distill_chunk_rows, **terms)
-            with torch.inference_mode():
+            with PHASE("distil.teacher_forward"), torch.inference_mode():
                 t_out = teacher(input_ids=masked, attention_mask=enc_am,
                                 output_hidden_states=True)
             # Inference tensors cannot be saved for backward: the (small) hidden states are
             # copied out; the logits are only read through an index_select that copies the
             # rows the loss uses.
             t_hidden = t_out.hidden_states[-1].clone()
-            s_out = student(input_ids=masked, attention_mask=enc_am, output_hidden_states=True)
-            return triple_loss(s_out.logits, t_out.logits, s_out.hidden_states[-1], t_hidden,
-                               labels, am, ce_index=batch["ce_index"],
-                               mlm_index=batch["mlm_index"], **terms)
+            with PHASE("distil.student_forward"):  # the vocabulary head is part of it here
+                s_out = student(input_ids=masked, attention_mask=enc_am,
+                                output_hidden_states=True)
+            with PHASE("distil.vocab_head"):
+                return triple_loss(s_out.logits, t_out.logits, s_out.hidden_states[-1],
+                                   t_hidden, labels, am, ce_index=batch["ce_index"],
+                                   mlm_index=batch["mlm_index"], **terms)
 
     return StepLoss(mlm_prepare(cfg, weights, mask_id, vocab_size), forward)
 

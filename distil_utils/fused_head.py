@@ -20,9 +20,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from .losses import ce_rows, check_settings, cosine_loss
+from .training import PHASE
 
 
 class _FusedHeadLoss(torch.autograd.Function):
@@ -51,40 +51,54 @@ class _FusedHeadLoss(torch.autograd.Function):
         ce_sum = torch.zeros((), dtype=torch.float32, device=zs.device)
         mlm_sum = torch.zeros((), dtype=torch.float32, device=zs.device)
         ws_mm, wt_mm = ws.to(mm_dtype), wt.to(mm_dtype)
+        # (dim x vocab) copies, made once: the logits' GEMM reads them contiguously, ~25% faster
+        # on a CPU than through the transposed view, for 2 x 47 MB per step (BERT's vocabulary)
+        ws_t, wt_t = ws_mm.t().contiguous(), wt_mm.t().contiguous()
         bs_mm, bt_mm = bs.to(mm_dtype), bt.to(mm_dtype)
         g_dtype = torch.float32 if mm_dtype == torch.float16 else mm_dtype
         ws_g = ws_mm if g_dtype == mm_dtype else ws.to(g_dtype)
         for start in range(0, zs.size(0), chunk):
             rows = slice(start, start + chunk)
             zs_c = zs[rows].to(mm_dtype)
-            s = torch.addmm(bs_mm, zs_c, ws_mm.t()).float()
             ce_c = ce_rows[rows]
-            grad = None
-            if bool(ce_c.any()):  # distillation_ce's KL, summed over this chunk's rows
-                t = torch.addmm(bt_mm, zt[rows].to(mm_dtype), wt_mm.t()).float()
-                log_s = torch.log_softmax(s / temperature, -1)
-                log_t = torch.log_softmax(t / temperature, -1)
-                del t
-                kl = F.kl_div(log_s, log_t, reduction="none", log_target=True).sum(-1)
-                ce_sum += kl[ce_c].sum()
-                grad = log_s.exp_().sub_(log_t.exp_()).mul_(ce_c.unsqueeze(1) * c_ce)
-                del log_s, log_t
             lab = labels[rows]
             sel = lab != -100
-            if bool(sel.any()):  # mlm_ce's cross-entropy, summed over this chunk's rows
-                log_p = torch.log_softmax(s[sel], -1)
+            # mlm_ce reads the masked rows at T = 1: copied out before the division by T
+            s = torch.addmm(bs_mm, zs_c, ws_t).float()
+            s_mlm = s[sel] if bool(sel.any()) else None
+            grad = None
+            if bool(ce_c.any()):  # distillation_ce's KL, summed over this chunk's rows
+                t = torch.addmm(bt_mm, zt[rows].to(mm_dtype), wt_t).float()
+                log_t = torch.log_softmax(t.div_(temperature), -1)
+                del t
+                log_s = torch.log_softmax(s.div_(temperature), -1)
+                del s
+                p_t = log_t.exp()
+                # KL(p_t ‖ p_s) per row = Σ p_t (log p_t - log p_s): one reduction, no copy
+                kl = torch.linalg.vecdot(p_t, log_t.sub_(log_s))
+                del log_t
+                ce_sum += kl[ce_c].sum()
+                grad = log_s.exp_().sub_(p_t).mul_(ce_c.unsqueeze(1) * c_ce)  # c (p_s - p_t)
+                del log_s, p_t
+            else:
+                del s
+            if s_mlm is not None:  # mlm_ce's cross-entropy, summed over this chunk's rows
+                log_p = torch.log_softmax(s_mlm, -1)
                 gold = lab[sel].unsqueeze(1)
                 mlm_sum -= log_p.gather(1, gold).sum()
                 g_mlm = log_p.exp_().scatter_add_(1, gold, torch.full_like(gold, -1,
                                                                            dtype=log_p.dtype))
-                grad = torch.zeros_like(s) if grad is None else grad
+                if grad is None:
+                    grad = torch.zeros(zs_c.size(0), ws.size(0), dtype=torch.float32,
+                                       device=zs.device)
                 grad[sel] += g_mlm * c_mlm
-            del s
             if grad is None:
                 continue
             if gzs is not None:
                 gzs[rows] = (grad.to(g_dtype) @ ws_g).to(gzs.dtype)
-            if gws is not None:
+            if gws is not None and g_dtype == torch.float32:  # in place: no (vocab x dim)
+                gws.addmm_(grad.t(), zs[rows].float())  # temporary and pass per chunk
+            elif gws is not None:
                 gws += (grad.t().to(g_dtype) @ zs[rows].to(g_dtype)).float()
             if gbs is not None:
                 gbs += grad.sum(0)
@@ -132,31 +146,34 @@ def fused_triple_loss(teacher: Any, student: Any, input_ids: torch.Tensor,
     check_settings(temperature, {"alpha_ce": alpha_ce, "alpha_mlm": alpha_mlm,
                                  "alpha_cos": alpha_cos})
     am = attention_mask
-    with torch.inference_mode():
+    with PHASE("distil.teacher_forward"), torch.inference_mode():
         t_hidden = teacher.bert(input_ids=input_ids, attention_mask=am).last_hidden_state
     t_hidden = t_hidden.clone()  # inference tensors cannot be saved for backward
-    s_hidden = student.distilbert(input_ids=input_ids, attention_mask=am).last_hidden_state
+    with PHASE("distil.student_forward"):
+        s_hidden = student.distilbert(input_ids=input_ids, attention_mask=am).last_hidden_state
     dec = teacher.cls.predictions.decoder
     if dec.weight.size(0) != student.vocab_projector.weight.size(0):
         raise ValueError(f"student vocabulary {student.vocab_projector.weight.size(0)} and "
                          f"teacher vocabulary {dec.weight.size(0)} differ: do the two models "
                          "share a vocabulary?")
-    is_masked = labels != -100
-    select = ce_rows(labels, am, ce_on_masked_only)
-    rows = (select | is_masked).reshape(-1).nonzero(as_tuple=True)[0]
-    dim = s_hidden.size(-1)
-    # the student's and the teacher's MLM heads up to their decoders, on those rows only
-    zs = student.vocab_transform(s_hidden.reshape(-1, dim).index_select(0, rows))
-    zs = student.vocab_layer_norm(student.activation(zs))
-    with torch.no_grad():
-        zt = teacher.cls.predictions.transform(t_hidden.reshape(-1, dim).index_select(0, rows))
-    bt = dec.bias if dec.bias is not None else dec.weight.new_zeros(dec.weight.size(0))
-    mm_dtype = torch.get_autocast_dtype(zs.device.type) if torch.is_autocast_enabled(
-        zs.device.type) else zs.dtype
-    with torch.autocast(zs.device.type, enabled=False):  # precision is chosen inside
-        head, ce, mlm = _FusedHeadLoss.apply(
-            zs, student.vocab_projector.weight, student.vocab_projector.bias, zt, dec.weight,
-            bt, select.reshape(-1)[rows], labels.reshape(-1)[rows], temperature,
-            alpha_ce, alpha_mlm, chunk_rows, mm_dtype)
-    cos = cosine_loss(s_hidden, t_hidden, am)
+    with PHASE("distil.vocab_head"):
+        is_masked = labels != -100
+        select = ce_rows(labels, am, ce_on_masked_only)
+        rows = (select | is_masked).reshape(-1).nonzero(as_tuple=True)[0]
+        dim = s_hidden.size(-1)
+        # the student's and the teacher's MLM heads up to their decoders, on those rows only
+        zs = student.vocab_transform(s_hidden.reshape(-1, dim).index_select(0, rows))
+        zs = student.vocab_layer_norm(student.activation(zs))
+        with torch.no_grad():
+            zt = teacher.cls.predictions.transform(t_hidden.reshape(-1, dim).index_select(0, rows))
+        bt = dec.bias if dec.bias is not None else dec.weight.new_zeros(dec.weight.size(0))
+        mm_dtype = torch.get_autocast_dtype(zs.device.type) if torch.is_autocast_enabled(
+            zs.device.type) else zs.dtype
+        with torch.autocast(zs.device.type, enabled=False):  # precision is chosen inside
+            head, ce, mlm = _FusedHeadLoss.apply(
+                zs, student.vocab_projector.weight, student.vocab_projector.bias, zt, dec.weight,
+                bt, select.reshape(-1)[rows], labels.reshape(-1)[rows], temperature,
+                alpha_ce, alpha_mlm, chunk_rows, mm_dtype)
+    with PHASE("distil.cosine"):
+        cos = cosine_loss(s_hidden, t_hidden, am)
     return {"loss": head + alpha_cos * cos, "ce": ce, "mlm": mlm, "cos": cos}

@@ -28,6 +28,10 @@ from .devices import LossModule, dist_info, resolve_device, set_tf32, to_device
 from .devices import make_accelerator as accelerator_at
 from .recipe import precision
 
+# Named phases of a step, seen by `torch.profiler` (a no-op without one): the benchmark's
+# breakdown of where a distillation step's time goes (`benchmarks.bench_distill`).
+PHASE = torch.profiler.record_function
+
 
 class StepLoss:
     """A training step's loss in two halves, so that the device only ever sees device tensors.
@@ -143,12 +147,14 @@ class TrainStep:
     def micro_step(self, batch: dict[str, torch.Tensor], last: bool) -> dict[str, torch.Tensor]:
         """Forward and backward of one micro-batch (gradients summed into `.grad`; DDP
         all-reduces them on the `last` one): its loss terms, detached, on the device."""
-        prepared = to_device(self.loss_fn.prepare(batch, self.gen), self.dev)
+        with PHASE("distil.masking"):
+            prepared = to_device(self.loss_fn.prepare(batch, self.gen), self.dev)
         ctx = contextlib.nullcontext() if last else self.acc.no_sync(self.wrapped)
         with ctx:
             out = self.wrapped(prepared)
             # the loss is not divided by grad_accum here: see __call__
-            self.acc.backward(out["loss"])
+            with PHASE("distil.backward"):
+                self.acc.backward(out["loss"])
         return {k: v.detach() for k, v in out.items()}
 
     def __call__(self, step: int, batches: Iterator[dict]) -> tuple[dict[str, float], int, float]:
@@ -182,12 +188,13 @@ class TrainStep:
         losses = dict(zip(keys, vec[:-1].tolist(), strict=True))
         tokens = int(vec[-1])
         check_finite(losses, step + 1, self.desc)  # before the step: nothing non-finite saved
-        grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-        if acc.scaler is None:  # the fp16 scaler skips inf steps by design; nothing else may
-            check_finite({"grad_norm": float(grad_norm)}, step + 1, self.desc)
-        self.aopt.step()
-        self.sched.step()
-        self.aopt.zero_grad(set_to_none=True)
+        with PHASE("distil.optimizer"):
+            grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+            if acc.scaler is None:  # the fp16 scaler skips inf steps by design; nothing else may
+                check_finite({"grad_norm": float(grad_norm)}, step + 1, self.desc)
+            self.aopt.step()
+            self.sched.step()
+            self.aopt.zero_grad(set_to_none=True)
         return losses, tokens, float(grad_norm)
 
 
