@@ -150,6 +150,30 @@ def _without_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+def package_imports(tree: ast.AST, here: list[str]) -> list[str]:
+    """The package modules ("tools.freshness") a syntax tree imports, relatively from package
+    `here` (["tools"]) or by `distil_utils.…`; `from . import x` and `from .m import f` alike."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = here[:len(here) - node.level + 1]
+            mod = [*base, *(node.module.split(".") if node.module else [])]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("distil_utils"):
+            mod = node.module.split(".")[1:]
+        elif isinstance(node, ast.Import):
+            found += [a.name.split(".", 1)[1] for a in node.names
+                      if a.name.startswith("distil_utils.")]
+            continue
+        else:
+            continue
+        for alias in node.names:
+            for cand in (".".join([*mod, alias.name]), ".".join(mod)):
+                if cand and module_path(cand).is_file():
+                    found.append(cand)
+                    break
+    return found
+
+
 def _module_code(name: str) -> tuple[str, tuple[str, ...]]:
     """(digest of the module's code, the package modules it imports). The digest is of the
     syntax tree without docstrings: comments, docstrings and formatting change nothing."""
@@ -158,24 +182,8 @@ def _module_code(name: str) -> tuple[str, tuple[str, ...]]:
     key = (name, st.st_size, st.st_mtime_ns)
     if key not in _CODE:
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        here = name.split(".")[:-1]  # the module's package, relative to distil_utils
-        found = []
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level:
-                base = here[:len(here) - node.level + 1]
-                mod = [*base, *(node.module.split(".") if node.module else [])]
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
-                    "distil_utils"):
-                mod = node.module.split(".")[1:]
-            else:
-                continue
-            for alias in node.names:  # `from . import x` and `from .m import f` alike
-                for cand in (".".join([*mod, alias.name]), ".".join(mod)):
-                    if cand and module_path(cand).is_file():
-                        found.append(cand)
-                        break
+        found = package_imports(tree, name.split(".")[:-1]) + list(LOADS.get(name, ()))
         body = ast.dump(_without_docstrings(tree), annotate_fields=False)
-        found += LOADS.get(name, ())
         _CODE[key] = (hashlib.sha256(body.encode()).hexdigest(), tuple(sorted(set(found))))
     return _CODE[key]
 

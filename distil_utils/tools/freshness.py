@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..artefacts import STAMP, WEIGHT_SUFFIXES, code_digests, module_path, portable
+from ..artefacts import STAMP, WEIGHT_SUFFIXES, code_digests, package_imports, portable
 from ..config import ROOT, get_config
 from ..results_io import file_sha256, versions, write_json
 from .notebook_files import whole_notebook
@@ -137,17 +137,7 @@ def notebook_modules(path: Path) -> list[str]:
             tree = ast.parse("\n".join(lines))
         except SyntaxError:
             continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("distil_utils"):
-                mod = node.module.split(".")[1:]
-                for alias in node.names:
-                    for cand in (".".join([*mod, alias.name]), ".".join(mod)):
-                        if cand and module_path(cand).is_file():
-                            found.add(cand)
-                            break
-            elif isinstance(node, ast.Import):
-                found |= {a.name.split(".", 1)[1] for a in node.names
-                          if a.name.startswith("distil_utils.")}
+        found.update(package_imports(tree, []))
     return sorted(found)
 
 
