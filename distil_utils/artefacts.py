@@ -282,11 +282,10 @@ def distill_settings(cfg: Any, init: str = "skip") -> dict[str, Any]:
 def student_stamp(cfg: Any, init: str = "skip", undistilled: bool = False) -> dict[str, Any]:
     """The stamp of a student distilled (or, `undistilled`, only initialised) under `cfg`."""
     settings = distill_settings(cfg, init)
-    data = corpus_data(cfg.corpus, cfg.data_dir)
+    data = {} if undistilled else corpus_data(cfg.corpus, cfg.data_dir)
     if undistilled:
         settings = {"student_layers": settings["student_layers"], "init": init,
                     "max_steps": 0, "seed": cfg.seed}
-        data = {}
     return make_stamp("student", settings, {"teacher": teacher_stamp(cfg)["digest"]}, data)
 
 

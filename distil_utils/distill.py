@@ -24,7 +24,6 @@ from transformers import DistilBertForMaskedLM
 
 from .artefacts import (
     is_current,
-    made_from_digest,
     read_stamp,
     save_model,
     stale_reason,
@@ -227,7 +226,6 @@ def run_distillation(cfg: Config, teacher: torch.nn.Module, tokenizer: Any, trai
     fp = run_fingerprint(cfg, "distill", init=init,
                          layers=list(student.config.to_dict().get("distil_teacher_layers", [])))
     fp["teacher_sha256"] = stamp["inputs"]["teacher"]
-    fp["made_from"] = made_from_digest(stamp)  # a resume under other code would mix two methods
     ckpt = checkpoint_for(cfg.out / "checkpoints" / f"{name}.pt", fp)
     history = train_loop(student, loss_fn, train_seqs, cfg=cfg, max_steps=cfg.max_steps,
                          lr=cfg.lr, ckpt_path=ckpt, fingerprint=fp,
@@ -301,7 +299,6 @@ def adapt_teacher(teacher: torch.nn.Module, cfg: Config, tokenizer: Any, train_s
     weights = corpus_weights(train_seqs, tokenizer, cfg.adapt_mlm_smoothing)
     loss_fn = make_mlm_loss(cfg, weights, tokenizer.mask_token_id, len(tokenizer))
     fp = run_fingerprint(cfg, "adapt")
-    fp["made_from"] = made_from_digest(teacher_stamp(cfg))
     history = train_loop(
         teacher, loss_fn, train_seqs, cfg=cfg, max_steps=cfg.adapt_steps, lr=cfg.adapt_lr,
         ckpt_path=checkpoint_for(cfg.out / "checkpoints" / "teacher_adapt.pt", fp),

@@ -153,7 +153,7 @@ def corpus_data(corpus: Any, data_dir: str | Path | None) -> dict[str, str]:
             out[f"{key}/{split}"] = split_digest(key, split, data_dir)
         elif Path(name).exists():
             for f in corpus_files(name):
-                out[Path(f).name if Path(name).is_dir() else Path(name).name] = file_sha256(f)
+                out[f.name] = file_sha256(f)
         else:
             out[str(name)] = "unknown"  # refused with its fix when the corpus is loaded
     return out

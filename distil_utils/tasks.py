@@ -108,19 +108,26 @@ def label_kwargs(task: str) -> dict[str, dict]:
     return {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
 
 
+DATA_FIX = "fix the file, or point data_dir at a copy in the Hub's column schema"
+
+
+def _check_columns_and_rows(ds: Any, need: list[str], what: str) -> None:
+    """Refuse a split without the columns `need` or without rows, naming it (`what`)."""
+    missing = [c for c in need if c not in ds.column_names]
+    if missing:
+        raise ValueError(f"{what} has no column(s) {missing} (it has {ds.column_names}): "
+                         f"{DATA_FIX}")
+    if len(ds) == 0:
+        raise ValueError(f"{what} has no rows: {DATA_FIX}")
+
+
 def check_task_split(task: str, split: str, ds: Any, where: str) -> None:
     """Refuse a split a task cannot be scored on: a missing text or label column, no rows, or
     a label outside the task's (ids 0..n-1; STS-B's similarity 0..5). `where` names the file
     (or Hub repository) in the error, with the row and the fix."""
     spec = TASKS[task]
-    need = [c for c in (*spec.text, "label") if c]
-    missing = [c for c in need if c not in ds.column_names]
-    fix = "fix the file, or point data_dir at a copy in the Hub's column schema"
-    if missing:
-        raise ValueError(f"{where}: {spec.display} {split} has no column(s) {missing} (it has "
-                         f"{ds.column_names}): {fix}")
-    if len(ds) == 0:
-        raise ValueError(f"{where}: {spec.display} {split} has no rows: {fix}")
+    _check_columns_and_rows(ds, [c for c in (*spec.text, "label") if c],
+                            f"{where}: {spec.display} {split}")
     labels = ds["label"]
     if spec.num_labels == 1:  # regression: STS-B's 0..5 similarity
         bad = [i for i, y in enumerate(labels) if isinstance(y, bool)
@@ -133,11 +140,11 @@ def check_task_split(task: str, split: str, ds: Any, where: str) -> None:
     if bad:
         raise ValueError(f"{where}: {spec.display} {split} row {bad[0]} has label "
                          f"{labels[bad[0]]!r} ({len(bad)} such rows); a label is {allowed}: "
-                         f"{fix}")
-    _check_unique_ids(ds, f"{where}: {spec.display} {split}", fix)
+                         f"{DATA_FIX}")
+    _check_unique_ids(ds, f"{where}: {spec.display} {split}")
 
 
-def _check_unique_ids(ds: Any, what: str, fix: str) -> None:
+def _check_unique_ids(ds: Any, what: str) -> None:
     """A repeated example id (GLUE's `idx`, SQuAD's `id`) means rows were duplicated: each
     would be scored twice. The official splits have none."""
     col = "idx" if "idx" in ds.column_names else "id" if "id" in ds.column_names else None
@@ -147,7 +154,7 @@ def _check_unique_ids(ds: Any, what: str, fix: str) -> None:
     for row, key in enumerate(ds[col]):
         if key in seen:
             raise ValueError(f"{what} row {row} repeats {col} {key!r} of row {seen[key]}: "
-                             f"duplicated rows would be scored twice; {fix}")
+                             f"duplicated rows would be scored twice; {DATA_FIX}")
         seen[key] = row
 
 
@@ -164,22 +171,16 @@ def check_squad_split(split: str, ds: Any, where: str) -> None:
     """Refuse a SQuAD split that cannot be scored: missing columns, no rows, repeated ids, or
     an answer that is not in its context at its `answer_start` (offsets are what the training
     labels are made from; the official v1.1 splits have no such row)."""
-    fix = "fix the file, or point data_dir at a copy in the Hub's column schema"
-    need = ["id", "question", "context", "answers"]
-    missing = [c for c in need if c not in ds.column_names]
-    if missing:
-        raise ValueError(f"{where}: SQuAD {split} has no column(s) {missing} (it has "
-                         f"{ds.column_names}): {fix}")
-    if len(ds) == 0:
-        raise ValueError(f"{where}: SQuAD {split} has no rows: {fix}")
-    _check_unique_ids(ds, f"{where}: SQuAD {split}", fix)
+    _check_columns_and_rows(ds, ["id", "question", "context", "answers"],
+                            f"{where}: SQuAD {split}")
+    _check_unique_ids(ds, f"{where}: SQuAD {split}")
     for row, (context, answers) in enumerate(zip(ds["context"], ds["answers"], strict=True)):
         texts, starts = answers.get("text") or [], answers.get("answer_start") or []
         if not texts or len(texts) != len(starts):
             raise ValueError(f"{where}: SQuAD {split} row {row} has answers {answers!r}: each "
-                             f"question needs its answer texts and as many starts; {fix}")
+                             f"question needs its answer texts and as many starts; {DATA_FIX}")
         for text, start in zip(texts, starts, strict=True):
             if context[start:start + len(text)] != text:
                 raise ValueError(
                     f"{where}: SQuAD {split} row {row}: answer {text!r} is not in the context "
-                    f"at offset {start} (found {context[start:start + len(text)]!r}); {fix}")
+                    f"at offset {start} (found {context[start:start + len(text)]!r}); {DATA_FIX}")

@@ -20,7 +20,13 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .artefacts import distill_settings, teacher_settings
+from .artefacts import (
+    distill_settings,
+    made_from_digest,
+    student_stamp,
+    teacher_settings,
+    teacher_stamp,
+)
 from .checkpoint import CheckpointError, discard_finished, load_checkpoint, save_checkpoint
 from .config import Config, point_trackio_at_runs, runs_dir, trackers
 from .data import batch_stream
@@ -308,13 +314,17 @@ def train_loop(model: torch.nn.Module, loss_fn: LossFn, train_seqs: Any, *, cfg:
 
 # ------------------------------------------------------------- a run's identity
 def run_fingerprint(cfg: Config, kind: str, **extra: Any) -> dict[str, Any]:
-    """Every setting that changes the run (`artefacts`), so resuming under another is refused."""
+    """Every setting that changes the run (`artefacts`), so resuming under another is refused,
+    and the digest of the code, libraries and data its model's stamp records (`made_from`): a
+    resume under other code would mix two methods in one model."""
     # the stamps name the recipe's inputs; a resumed run must also match what was derived
     # from them (the accumulation for this number of processes)
     if kind == "adapt":
-        return {"kind": kind, **teacher_settings(cfg), "grad_accum": cfg.grad_accum, **extra}
-    return {"kind": kind, **distill_settings(cfg, extra.pop("init", "skip")),
-            "grad_accum": cfg.grad_accum, **extra}
+        return {"kind": kind, **teacher_settings(cfg), "grad_accum": cfg.grad_accum,
+                "made_from": made_from_digest(teacher_stamp(cfg)), **extra}
+    init = extra.pop("init", "skip")
+    return {"kind": kind, **distill_settings(cfg, init), "grad_accum": cfg.grad_accum,
+            "made_from": made_from_digest(student_stamp(cfg, init)), **extra}
 
 
 def checkpoint_for(path: Path, fingerprint: dict[str, Any]) -> Path:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..artefacts import STAMP, WEIGHT_SUFFIXES, code_digests, package_imports, portable
 from ..config import ROOT, get_config
-from ..results_io import file_sha256, versions, write_json
+from ..results_io import file_sha256, write_json
 from .notebook_files import whole_notebook
 
 LOG_NAME = "reproduce_log.json"
@@ -117,8 +117,7 @@ def data_of_run(out: Path, reads: Path, data_dir: str | None) -> dict[str, str]:
     if reads.is_file():
         for line in reads.read_text(encoding="utf-8").splitlines():
             path = Path(line)
-            if _tracked(out, path) is None and not path.is_relative_to(out.absolute()) \
-                    and path.is_file():
+            if not path.absolute().is_relative_to(out.absolute()) and path.is_file():
                 found[_data_key(path, data_dir)] = file_sha256(path)
     return dict(sorted(found.items()))
 
@@ -245,9 +244,6 @@ def profile_digest(profile: str) -> str:
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
 
 # --- the log ---------------------------------------------------------------------------------
 
@@ -274,11 +270,3 @@ def _log(out: Path, log: dict[str, Any], record: dict[str, Any]) -> None:
                              "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                              "runs": [log["runs"][k] for k in sorted(log["runs"])]})
 
-
-_VERSIONS: dict[str, str] = {}
-
-
-def _versions() -> dict[str, str]:
-    if not _VERSIONS:  # importing torch & co. once is enough
-        _VERSIONS.update(versions())
-    return dict(_VERSIONS)

@@ -42,9 +42,11 @@ from ..config import PROFILES, ROOT, Config, get_config
 from ..results_io import (
     READ_LOG_ENV,
     ResultsLockedError,
+    file_sha256,
     lock_results,
     number_libraries,
     unlock_results,
+    versions,
 )
 from ..validation import declared_spelling, parse_value
 from .freshness import (  # noqa: F401  (the runner's public names, as tests and docs use them)
@@ -54,8 +56,6 @@ from .freshness import (  # noqa: F401  (the runner's public names, as tests and
     _jsonable,
     _log,
     _read_log,
-    _sha256,
-    _versions,
     data_of_run,
     fingerprint,
     notebook_code,
@@ -203,7 +203,7 @@ def _run_or_skip(path: Path, out: Path, injected: dict[str, Any], options: dict[
                  log: dict[str, Any], command: str, skip_done: bool,
                  say: Any = lambda msg: None) -> dict[str, Any]:
     executed = out / "notebooks" / path.name
-    digest = _sha256(path)
+    digest = file_sha256(path)
     settings = profile_digest(out.name)
     code, libraries = notebook_code(path), number_libraries()
     previous = _read_log(log["path"])["runs"].get(path.name)  # another runner may have run it
@@ -219,7 +219,7 @@ def _run_or_skip(path: Path, out: Path, injected: dict[str, Any], options: dict[
               "source_sha256": digest, "profile_sha256": settings, "code": code,
               "libraries": libraries,
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command,
-              "versions": _versions(), "cell_timeout": options["execution_timeout"],
+              "versions": versions(), "cell_timeout": options["execution_timeout"],
               **({"rerun_because": reason} if reason else {})}
     _log(out, log, record)  # an interrupted run leaves "running", never a stale "ok"
     executed.unlink(missing_ok=True)  # never blame an old copy for a new failure
