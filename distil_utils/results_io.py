@@ -127,12 +127,33 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version(), "platform": platform.platform(),
-           **number_libraries()}
+           "cpu": cpu(), **number_libraries()}
     try:
         out["evaluate"] = version("evaluate")
     except PackageNotFoundError:
         out["evaluate"] = "not installed"
     return out
+
+
+# the instruction sets that pick torch's GEMM kernels (fp32 and bf16 through oneDNN, int8
+# through fbgemm): two timings compare only on the same model and the same sets
+_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu() -> str:
+    """The processor the numbers were measured on, e.g. "AMD EPYC · 2 cores · avx2": speed
+    ratios moved between runs on hosts that the platform string does not tell apart."""
+    name, flags = platform.processor() or platform.machine(), set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and name in ("", platform.machine()):
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    isa = " ".join(f for f in _CPU_FLAGS if f in flags)
+    return " · ".join(filter(None, [name, f"{os.cpu_count()} cores", isa]))
 
 
 _FILE_SHA256: dict[tuple[str, int, int], str] = {}

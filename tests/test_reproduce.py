@@ -40,7 +40,10 @@ def fake_papermill(monkeypatch):
 
     def execute_notebook(input_path, output_path, **kwargs):
         calls.append(kwargs)
-        Path(output_path).write_text(Path(input_path).read_text())  # the copy papermill saves
+        nb = json.loads(Path(input_path).read_text())  # the copy papermill saves, with its record
+        nb.setdefault("metadata", {})["papermill"] = {"input_path": str(input_path),
+                                                      "output_path": str(output_path)}
+        Path(output_path).write_text(json.dumps(nb))
         if fake.error:
             raise fake.error
 
@@ -286,6 +289,9 @@ def test_the_executed_copy_appears_whole_or_not_at_all(suite_dir, tmp_path, fake
               quiet=True)
     assert (out / "01_ok.ipynb").is_file() or list(out.glob("01_*.ipynb"))
     assert not list(out.glob(".*partial*")), "the hidden copy is renamed, not left behind"
+    (executed,) = out.glob("01_*.ipynb")
+    recorded = json.loads(executed.read_text())["metadata"]["papermill"]["output_path"]
+    assert Path(recorded).resolve() == executed.resolve(), "it names itself, not the hidden copy"
     seen = []
 
     def killed(input_path, output_path, **kwargs):

@@ -42,6 +42,7 @@ from ..config import PROFILES, ROOT, Config, get_config
 from ..results_io import (
     READ_LOG_ENV,
     ResultsLockedError,
+    atomic_write,
     file_sha256,
     lock_results,
     number_libraries,
@@ -236,7 +237,7 @@ def _run_or_skip(path: Path, out: Path, injected: dict[str, Any], options: dict[
                 _execute(path, partial, injected, options)
             finally:
                 if partial.exists():
-                    os.replace(partial, executed)
+                    _settle(partial, executed)
     except BaseException as err:
         cell, first, message = _describe_failure(err, path, executed)
         if isinstance(err, TimeoutError) and (limit := record["cell_timeout"]):  # CellTimeoutError
@@ -267,6 +268,21 @@ def _execute(path: Path, executed: Path, injected: dict[str, Any], options: dict
     # seen from here: papermill records them in the executed copy.
     pm.execute_notebook(os.path.relpath(path), os.path.relpath(executed), parameters=injected,
                         cwd=str(path.parent), log_output=False, **options)
+
+
+def _settle(partial: Path, executed: Path) -> None:
+    """Give the hidden copy the executed copy's name, and make its papermill record name that
+    file rather than the hidden one. A copy too damaged to parse (a kill mid-write) moves as is."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(partial, as_version=nbformat.NO_CONVERT)
+        nb.metadata.papermill.output_path = os.path.relpath(executed)
+    except (OSError, ValueError, AttributeError):  # nbformat's read errors are ValueErrors
+        os.replace(partial, executed)
+        return
+    atomic_write(executed, lambda tmp: nbformat.write(nb, str(tmp)))
+    partial.unlink()
 
 
 def _kernel_transport() -> dict[str, Any]:
